@@ -1,0 +1,349 @@
+//! The `folio` command line: `index`, `search`, `serve` and `demo`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use folio_core::{ChunkSettings, Embedder};
+use folio_indexer::{FileStatus, IndexReport, IndexSettings};
+use folio_models::{BertEmbedder, ModelSource};
+use folio_search::{Pipeline, SearchRequest, SearchResponse};
+use folio_store::{Manifest, Store};
+use tracing_subscriber::EnvFilter;
+
+/// Folio: retrieval and ranking for visually rich PDFs.
+#[derive(Parser)]
+#[command(name = "folio", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index PDF files and directories (recursively) into an index directory.
+    Index(IndexArgs),
+    /// Search an index and print the fused hits.
+    Search(SearchArgs),
+    /// Serve the HTTP API over an index.
+    Serve(ServeArgs),
+    /// Index the bundled sample PDFs into a temporary index and answer the sample queries.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct EmbedderArg {
+    /// Text embedder: a local HF model directory or an HF model id. Default: the index's own
+    /// (for search), else models/all-MiniLM-L6-v2 (fetched by scripts/fetch-default-model.sh).
+    #[arg(long, env = "FOLIO_EMBEDDER")]
+    embedder: Option<String>,
+}
+
+#[derive(Args)]
+struct IndexArgs {
+    /// PDF files or directories.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Index directory (created if missing).
+    #[arg(long)]
+    index: PathBuf,
+    /// Write the per-file report as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Passage length in words.
+    #[arg(long, default_value_t = ChunkSettings::default().words)]
+    passage_words: usize,
+    /// Words shared by consecutive passages.
+    #[arg(long, default_value_t = ChunkSettings::default().overlap)]
+    passage_overlap: usize,
+    /// Refuse files larger than this many bytes.
+    #[arg(long, default_value_t = folio_indexer::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
+    #[command(flatten)]
+    embedder: EmbedderArg,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    /// The query.
+    query: String,
+    /// Index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Number of pages to return.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    embedder: EmbedderArg,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "FOLIO_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    #[command(flatten)]
+    embedder: EmbedderArg,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Keep the demo index in this directory instead of a temporary one.
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Directory with the sample PDFs, queries.jsonl and qrels.tsv.
+    #[arg(long)]
+    samples: Option<PathBuf>,
+    /// Hits shown per query.
+    #[arg(long, default_value_t = 3)]
+    k: usize,
+    #[command(flatten)]
+    embedder: EmbedderArg,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Index(a) => index(a),
+        Command::Search(a) => search(a).map(|()| ExitCode::SUCCESS),
+        Command::Serve(a) => serve(a).map(|()| ExitCode::SUCCESS),
+        Command::Demo(a) => demo(a).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The default model directory: ./models/all-MiniLM-L6-v2, else the one in this source tree.
+fn default_model_dir() -> Option<PathBuf> {
+    let local = PathBuf::from("models/all-MiniLM-L6-v2");
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    [local, tree].into_iter().find(|p| p.is_dir())
+}
+
+/// Loads the text embedder: the given reference, else the index's recorded source, else the
+/// default model directory.
+fn load_embedder(
+    reference: Option<String>,
+    manifest: Option<&Manifest>,
+) -> Result<(Arc<BertEmbedder>, ModelSource)> {
+    let reference = match reference {
+        Some(r) => r,
+        None => manifest
+            .and_then(|m| m.embedder_source.clone())
+            .filter(|s| Path::new(s).is_dir())
+            .or_else(|| default_model_dir().map(|p| p.display().to_string()))
+            .context(
+                "no text embedder: the default model is missing. Run \
+                 scripts/fetch-default-model.sh, or pass --embedder <dir|hf-id>",
+            )?,
+    };
+    let source = folio_models::resolve_model(&reference)?;
+    let embedder = BertEmbedder::load(&source, &folio_models::default_device())
+        .with_context(|| format!("loading text embedder {reference}"))?;
+    Ok((Arc::new(embedder), source))
+}
+
+fn index(args: IndexArgs) -> Result<ExitCode> {
+    let existing = Manifest::read(&args.index)?;
+    let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
+    let (files, mut missing) = folio_indexer::collect_pdfs(&args.inputs);
+    if files.is_empty() && missing.is_empty() {
+        bail!("no PDF files found in the given inputs");
+    }
+    let settings = IndexSettings {
+        chunk: ChunkSettings {
+            words: args.passage_words,
+            overlap: args.passage_overlap,
+        },
+        max_file_bytes: args.max_file_bytes,
+        progress: true,
+    };
+    let mut report = folio_indexer::index_files(
+        &args.index,
+        &files,
+        embedder.as_ref(),
+        Some(source.dir.display().to_string()),
+        &settings,
+    )?;
+    report.files.append(&mut missing);
+    print_report(&report);
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing report {}", path.display()))?;
+    }
+    Ok(if report.count(FileStatus::Failed) > 0 {
+        // Partial success: the rest is indexed, but the caller should look at the report.
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_report(report: &IndexReport) {
+    for f in &report.files {
+        match f.status {
+            FileStatus::Indexed => {
+                println!("indexed    {} ({} pages)", f.path, f.pages.unwrap_or(0))
+            }
+            FileStatus::Unchanged => println!("unchanged  {}", f.path),
+            FileStatus::Failed => println!(
+                "failed     {}: {}",
+                f.path,
+                f.reason.as_deref().unwrap_or("unknown reason")
+            ),
+        }
+    }
+    let rate = if report.seconds > 0.0 {
+        report.pages_indexed as f64 / report.seconds
+    } else {
+        0.0
+    };
+    println!(
+        "{} indexed, {} unchanged, {} failed; {} pages, {} passages in {:.1} s ({:.1} pages/s){}",
+        report.count(FileStatus::Indexed),
+        report.count(FileStatus::Unchanged),
+        report.count(FileStatus::Failed),
+        report.pages_indexed,
+        report.passages_indexed,
+        report.seconds,
+        rate,
+        report
+            .generation
+            .map(|g| format!("; generation {g}"))
+            .unwrap_or_default()
+    );
+}
+
+fn open_pipeline(index: &Path, embedder: Option<String>) -> Result<Pipeline> {
+    let store = Store::open(index)?;
+    let (embedder, _) = load_embedder(embedder, Some(store.manifest()))?;
+    let embedder: Arc<dyn Embedder> = embedder;
+    Ok(Pipeline::new(Arc::new(store), Some(embedder))?)
+}
+
+fn search(args: SearchArgs) -> Result<()> {
+    let pipeline = open_pipeline(&args.index, args.embedder.embedder)?;
+    let response = pipeline.search(&SearchRequest {
+        query: args.query.clone(),
+        k: args.k,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print_hits(&response);
+    }
+    Ok(())
+}
+
+fn print_hits(response: &SearchResponse) {
+    if response.hits.is_empty() {
+        println!("   (no hits)");
+    }
+    for (i, h) in response.hits.iter().enumerate() {
+        let name = Path::new(&h.path)
+            .file_name()
+            .map_or_else(|| h.path.clone(), |n| n.to_string_lossy().into_owned());
+        let routes = h
+            .routes
+            .iter()
+            .map(|(r, rank)| format!("{r} #{rank}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "{:>3}. {name}  page {}  score {:.4}  [{routes}]  doc {}",
+            i + 1,
+            h.page,
+            h.score,
+            h.doc_id
+        );
+        println!("     {}", h.snippet);
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let pipeline = Arc::new(open_pipeline(&args.index, args.embedder.embedder)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(folio_server::serve(pipeline, args.addr))
+        .with_context(|| format!("serving on {}", args.addr))
+}
+
+fn demo(args: DemoArgs) -> Result<()> {
+    let samples_dir = args.samples.unwrap_or_else(folio_datasets::samples_dir);
+    let samples = folio_datasets::SampleSet::load(&samples_dir)?;
+    let tmp;
+    let index_dir = match args.index {
+        Some(dir) => dir,
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().join("index")
+        }
+    };
+    let (embedder, source) = load_embedder(args.embedder.embedder, None)?;
+    println!("Indexing the sample PDFs in {} ...", samples_dir.display());
+    let (files, _) = folio_indexer::collect_pdfs(std::slice::from_ref(&samples_dir));
+    let report = folio_indexer::index_files(
+        &index_dir,
+        &files,
+        embedder.as_ref(),
+        Some(source.dir.display().to_string()),
+        &IndexSettings::default(),
+    )?;
+    print_report(&report);
+    let store = Arc::new(Store::open(&index_dir)?);
+    let dyn_embedder: Arc<dyn Embedder> = embedder;
+    let pipeline = Pipeline::new(store, Some(dyn_embedder))?;
+    for q in &samples.queries {
+        println!("\nquery {}: {}", q.id, q.text);
+        let response = pipeline.search(&SearchRequest {
+            query: q.text.clone(),
+            k: args.k,
+        })?;
+        print_hits(&response);
+    }
+    let queries: Vec<(String, String)> = samples
+        .queries
+        .iter()
+        .map(|q| (q.id.clone(), q.text.clone()))
+        .collect();
+    let scores = folio_eval::evaluate_routes(&pipeline, &queries, &samples.qrels, |path, page| {
+        folio_datasets::page_corpus_id(path, page)
+    })?;
+    println!("\nOn the {} sample queries:", queries.len());
+    for (system, s) in &scores {
+        println!(
+            "  {system:<6} nDCG@10 {:.3}   relevant page in top 3: {:.0}%",
+            s.ndcg_at_10,
+            s.hit_at_3 * 100.0
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The `folio` binary as users run it: index with a JSON report, search with --json, errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn folio(args: &[&str]) -> anyhow::Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(args)
+        .output()?)
+}
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+#[test]
+fn index_report_then_search_json() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let index = tmp.path().join("idx");
+    let report = tmp.path().join("report.json");
+    let sample = repo("datasets/samples/multicolumn.pdf");
+    let corrupt = repo("tests/data/corrupt.pdf");
+    let empty = repo("tests/data/empty.pdf");
+    let out = folio(&[
+        "index",
+        s(&sample),
+        s(&corrupt),
+        s(&empty),
+        "--index",
+        s(&index),
+        "--report",
+        s(&report),
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Some files failed: exit status 2, the rest indexed.
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 indexed, 0 unchanged, 2 failed"),
+        "{stdout}"
+    );
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    let files = report["files"].as_array().cloned().unwrap_or_default();
+    assert_eq!(files.len(), 3);
+    assert_eq!(files[0]["status"], "indexed");
+    assert_eq!(files[0]["pages"], 3);
+    assert!(files[0]["reason"].is_null());
+    assert!(
+        files[0]["path"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("multicolumn.pdf")
+    );
+    assert_eq!(files[1]["status"], "failed");
+    assert!(files[1]["reason"].is_string());
+    assert_eq!(files[2]["status"], "failed");
+    assert_eq!(files[2]["reason"], "empty file (0 bytes)");
+
+    // Again: unchanged, exit 0 when only good files are given.
+    let out = folio(&["index", s(&sample), "--index", s(&index)])?;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
+
+    let out = folio(&[
+        "search",
+        "--index",
+        s(&index),
+        "--json",
+        "--k",
+        "2",
+        "columns of text",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let hits = v["hits"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hits.len(), 2);
+    for h in &hits {
+        for field in ["doc_id", "path", "snippet"] {
+            assert!(h[field].is_string(), "{field} in {h}");
+        }
+        assert!(
+            h["page"].as_u64().is_some_and(|p| (1..=3).contains(&p)),
+            "{h}"
+        );
+        assert!(h["score"].is_f64());
+        let routes = h["routes"].as_object().cloned().unwrap_or_default();
+        assert!(
+            !routes.is_empty() && routes.keys().all(|r| r == "bm25" || r == "dense"),
+            "{h}"
+        );
+        assert!(
+            routes.values().all(|r| r.as_u64().is_some_and(|r| r >= 1)),
+            "{h}"
+        );
+    }
+
+    // Human output names page, score and routes.
+    let out = folio(&["search", "--index", s(&index), "columns"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("multicolumn.pdf  page") && text.contains("score"),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn errors_are_clear_and_exit_nonzero() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let out = folio(&["search", "--index", s(tmp.path()), "x"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a Folio index"), "{err}");
+
+    let out = folio(&[
+        "index",
+        s(&repo("datasets/samples/multicolumn.pdf")),
+        "--index",
+        s(&tmp.path().join("i")),
+        "--embedder",
+        "/no/such/model",
+    ])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/no/such/model") && err.contains("not found"),
+        "{err}"
+    );
+
+    let out = folio(&[
+        "index",
+        s(&tmp.path().join("nothing-here")),
+        "--index",
+        s(&tmp.path().join("j")),
+    ])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("no such file or directory"), "{text}");
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Folio's plain types and the traits at its seams.
+//!
+//! Everything here is cheap to compile and free of models, storage engines and HTTP: the other
+//! crates meet through these types.
+//!
+//! - Content: [`Document`], [`Page`], [`Passage`], identified by [`DocId`] and [`PageKey`].
+//! - Seams: [`Embedder`] (turns text into vectors), [`Route`] (one way of retrieving pages),
+//!   [`Fuser`] (merges ranked lists), [`Reranker`] (re-orders the fused candidates).
+//! - Results: [`Hit`] (one route's answer), [`RankedList`], [`FusedHit`] (keeps each route's
+//!   rank as provenance).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod error;
+pub use error::{EmbedError, RerankError, RetrieveError};
+
+/// Identifies a document by its content: the first 16 hex digits of the SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DocId(pub String);
+
+impl DocId {
+    /// Number of hex digits kept from the content hash.
+    pub const LEN: usize = 16;
+
+    /// Builds the id from a full hex content hash.
+    pub fn from_content_hash(hex: &str) -> Self {
+        DocId(hex.chars().take(Self::LEN).collect())
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One page of one document; `page` is 1-based. Pages are the unit that routes rank and that
+/// fusion merges, so that text routes and (later) page-image routes can be fused.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PageKey {
+    /// The document.
+    pub doc_id: DocId,
+    /// 1-based page number.
+    pub page: u32,
+}
+
+impl fmt::Display for PageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.doc_id, self.page)
+    }
+}
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    /// Content-derived id.
+    pub doc_id: DocId,
+    /// Path the document was indexed from (as given, made absolute).
+    pub path: String,
+    /// Full SHA-256 of the file's bytes, hex.
+    pub content_hash: String,
+    /// Number of pages in the PDF.
+    pub pages: u32,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+/// The extracted text of one page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    /// Which page.
+    pub key: PageKey,
+    /// Extracted text, in the extractor's reading order.
+    pub text: String,
+}
+
+/// Store-local passage number; also the key of the passage's vector in the ANN index.
+pub type PassageId = u64;
+
+/// A span of a page's text that is indexed and embedded as one unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Passage {
+    /// Store-local id.
+    pub id: PassageId,
+    /// The page it comes from.
+    pub page: PageKey,
+    /// Start offset in the page text, in Unicode scalar values (chars).
+    pub char_start: u32,
+    /// End offset (exclusive) in the page text, in chars.
+    pub char_end: u32,
+    /// The passage text.
+    pub text: String,
+}
+
+/// An embedding: one vector, or one vector per token for late interaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Embedding {
+    /// A single L2-normalised vector.
+    Single(Vec<f32>),
+    /// One vector per token (late interaction, MaxSim).
+    Multi(Vec<Vec<f32>>),
+}
+
+impl Embedding {
+    /// The single vector, if this is one.
+    pub fn as_single(&self) -> Option<&[f32]> {
+        match self {
+            Embedding::Single(v) => Some(v),
+            Embedding::Multi(_) => None,
+        }
+    }
+}
+
+/// Whether an embedder gives one vector per input or one per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingKind {
+    /// One vector per input.
+    Single,
+    /// One vector per token.
+    Multi,
+}
+
+/// What an embedder is; stored with an index so that queries use the same model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbedderInfo {
+    /// Model id, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
+    pub id: String,
+    /// Vector width.
+    pub dim: usize,
+    /// Single or multi vector.
+    pub kind: EmbeddingKind,
+    /// Largest batch the embedder takes in one call.
+    pub max_batch: usize,
+    /// Inputs longer than this many tokens are truncated.
+    pub max_tokens: usize,
+}
+
+/// A query as given to an embedder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryInput {
+    /// A text query.
+    Text(String),
+}
+
+/// A document unit as given to an embedder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocInput {
+    /// A passage of text.
+    Text(String),
+}
+
+/// Turns queries and documents into vectors. Synchronous and CPU/GPU bound: callers in async
+/// code run it on a blocking worker.
+pub trait Embedder: Send + Sync {
+    /// What this embedder is.
+    fn info(&self) -> &EmbedderInfo;
+    /// Embeds queries; one embedding per input, in order.
+    fn embed_queries(&self, queries: &[QueryInput]) -> Result<Vec<Embedding>, EmbedError>;
+    /// Embeds document units; one embedding per input, in order.
+    fn embed_documents(&self, docs: &[DocInput]) -> Result<Vec<Embedding>, EmbedError>;
+}
+
+/// A validated query, with what the routes need precomputed (the query embedding).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedQuery {
+    /// The query text.
+    pub text: String,
+    /// The query embedding from the index's text embedder, when a dense route runs.
+    pub text_embedding: Option<Embedding>,
+}
+
+/// One route's answer for one page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The page.
+    pub page: PageKey,
+    /// The route's score (higher is better; scales differ between routes).
+    pub score: f32,
+    /// The passage that earned the page its place, for text routes.
+    pub passage: Option<PassageId>,
+}
+
+/// One route's hits, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedList {
+    /// Route name, e.g. `bm25`.
+    pub route: String,
+    /// Hits, best first, one per page.
+    pub hits: Vec<Hit>,
+}
+
+/// A page after fusion, with where it stood in each route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusedHit {
+    /// The page.
+    pub page: PageKey,
+    /// Fused score (higher is better).
+    pub score: f64,
+    /// 1-based rank of this page in each route that returned it.
+    pub ranks: BTreeMap<String, usize>,
+    /// The best passage for this page: from the route where the page ranked highest.
+    pub passage: Option<PassageId>,
+}
+
+/// One way of retrieving pages for a query (BM25, dense passages, ...).
+pub trait Route: Send + Sync {
+    /// Stable name, used in provenance and in requests.
+    fn name(&self) -> &str;
+    /// The top `k` pages for the query, best first, at most one hit per page.
+    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError>;
+}
+
+/// Merges several routes' ranked lists into one.
+pub trait Fuser: Send + Sync {
+    /// Fuses `lists` into at most `k` hits. Must be deterministic: equal scores are ordered by
+    /// page key. Keeps each route's rank in [`FusedHit::ranks`].
+    fn fuse(&self, lists: &[RankedList], k: usize) -> Vec<FusedHit>;
+}
+
+/// A fused hit with the text a re-ranker reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The fused hit.
+    pub hit: FusedHit,
+    /// Its passage text (or page text).
+    pub text: String,
+}
+
+/// A re-ranker's verdict on one candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reranked {
+    /// Index into the candidate slice that was re-ranked.
+    pub index: usize,
+    /// Re-ranker score (higher is better).
+    pub score: f64,
+}
+
+/// Limits a re-ranker must respect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RerankBudget {
+    /// Re-rank at most this many candidates (the rest keep their fused order).
+    pub max_candidates: usize,
+    /// Give up after this long.
+    pub time: Duration,
+}
+
+/// Re-orders the top fused candidates (an LLM or VLM ranker).
+pub trait Reranker: Send + Sync {
+    /// Stable name, e.g. `pointwise`.
+    fn name(&self) -> &str;
+    /// Scores the candidates; returns them best first.
+    fn rerank(
+        &self,
+        query: &str,
+        candidates: &[Candidate],
+        budget: RerankBudget,
+    ) -> Result<Vec<Reranked>, RerankError>;
+}
+
+/// Bounds on a search request's `k`.
+pub const MAX_K: usize = 1000;
+
+/// How passages are cut from page text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSettings {
+    /// Target passage length in words.
+    pub words: usize,
+    /// Words shared by consecutive passages of a page.
+    pub overlap: usize,
+}
+
+impl Default for ChunkSettings {
+    fn default() -> Self {
+        ChunkSettings {
+            words: 120,
+            overlap: 30,
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;

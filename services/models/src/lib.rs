@@ -1,0 +1,68 @@
+//! Candle models behind Folio's [`Embedder`](folio_core::Embedder) seam, one file per model
+//! family, and the loading of model directories.
+//!
+//! - [`source`]: turns a model reference (a local directory or an HF model id) into a local
+//!   directory: a local path, the HF cache, or (with the `hub` feature) a download.
+//! - [`bert`]: BERT-family sentence embedders (the default, all-MiniLM-L6-v2): mean pooling and
+//!   L2 normalisation, as sentence-transformers does.
+
+pub mod bert;
+pub mod source;
+
+pub use bert::BertEmbedder;
+pub use candle_core::Device;
+pub use source::{ModelSource, resolve_model};
+
+/// The device models run on: the CPU (CUDA arrives with the `cuda` feature).
+pub fn default_device() -> Device {
+    Device::Cpu
+}
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Loading a model failed. Every variant names the model and the file at fault.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The reference is neither a directory nor a model id found in the HF cache or the hub.
+    #[error("model {reference:?} not found: {detail}")]
+    NotFound {
+        /// What the user asked for.
+        reference: String,
+        /// Where it was looked for and why it failed.
+        detail: String,
+    },
+    /// A required file is missing from a model directory.
+    #[error("model directory {dir} has no {file}")]
+    MissingFile {
+        /// The model directory.
+        dir: PathBuf,
+        /// The missing file name.
+        file: String,
+    },
+    /// A file of the model directory cannot be read or parsed.
+    #[error("cannot read {path}: {message}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The model's config asks for something this implementation does not support.
+    #[error("unsupported model in {dir}: {message}")]
+    Unsupported {
+        /// The model directory.
+        dir: PathBuf,
+        /// What is unsupported.
+        message: String,
+    },
+    /// Candle failed while loading weights.
+    #[error("cannot load weights from {dir}: {source}")]
+    Weights {
+        /// The model directory.
+        dir: PathBuf,
+        /// The candle error.
+        source: candle_core::Error,
+    },
+}

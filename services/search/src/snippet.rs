@@ -1,0 +1,99 @@
+//! Snippets: a short window of a passage around the first query term it contains.
+
+/// Longest snippet, in chars (ellipses excluded).
+pub const SNIPPET_CHARS: usize = 240;
+
+/// A window of at most [`SNIPPET_CHARS`] chars of `text`, starting a little before the first
+/// occurrence of a query word (case-insensitive, words of 3+ chars), or at the start. Cut on
+/// word boundaries; `…` marks cuts. Whitespace runs are collapsed.
+pub fn snippet(text: &str, query: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() {
+        return String::new();
+    }
+    let terms: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| t.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .collect();
+    let first_match = words.iter().position(|w| {
+        let w = w.to_lowercase();
+        terms.iter().any(|t| w.contains(t.as_str()))
+    });
+    // Start a few words before the match so it reads in context.
+    let mut start = first_match.map_or(0, |i| i.saturating_sub(6));
+    let mut len = 0;
+    let mut end = start;
+    while end < words.len() {
+        let add = words[end].chars().count() + usize::from(end > start);
+        if len + add > SNIPPET_CHARS && end > start {
+            break;
+        }
+        len += add;
+        end += 1;
+    }
+    // If the window stops short of the end of the text, the match may still sit late: shift
+    // the window back to use the slack at the start.
+    while end == words.len() && start > 0 {
+        let add = words[start - 1].chars().count() + 1;
+        if len + add > SNIPPET_CHARS {
+            break;
+        }
+        len += add;
+        start -= 1;
+    }
+    let mut out = String::with_capacity(len + 8);
+    if start > 0 {
+        out.push_str("… ");
+    }
+    out.push_str(&words[start..end].join(" "));
+    if end < words.len() {
+        out.push_str(" …");
+    }
+    if out.chars().count() > SNIPPET_CHARS + 4 {
+        // A single word longer than the window.
+        out = out.chars().take(SNIPPET_CHARS).collect::<String>() + "…";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_kept_whole() {
+        assert_eq!(snippet("  a  short\n text ", "text"), "a short text");
+    }
+
+    #[test]
+    fn window_centres_on_the_first_match() {
+        let text = (0..200)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            + " Needle end";
+        let s = snippet(&text, "needle");
+        assert!(s.contains("Needle"), "{s}");
+        assert!(s.starts_with("… "), "{s}");
+        assert!(s.chars().count() <= SNIPPET_CHARS + 4);
+    }
+
+    #[test]
+    fn no_match_starts_at_the_beginning() {
+        let text = (0..200)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let s = snippet(&text, "absent");
+        assert!(s.starts_with("w0 w1"), "{s}");
+        assert!(s.ends_with(" …"), "{s}");
+    }
+
+    #[test]
+    fn empty_and_huge_words() {
+        assert_eq!(snippet("", "x"), "");
+        let s = snippet(&"x".repeat(1000), "x");
+        assert_eq!(s.chars().count(), SNIPPET_CHARS + 1);
+    }
+}

@@ -1,0 +1,210 @@
+//! Folio's HTTP API (axum).
+//!
+//! - `POST /v1/search` with `{"query": "...", "k": 10}` answers the same hits as
+//!   `folio search --json`.
+//! - `GET /healthz` answers `{"status": "ok"}` with the open index's size.
+//!
+//! Every error is JSON, `{"error": {"code", "message"}}`, with a status that says whose fault
+//! it is ([`ApiError`]). Searches run on tokio's blocking pool: embedding is CPU-bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Json, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use folio_search::{Pipeline, SearchError, SearchRequest, SearchResponse};
+use serde::Serialize;
+use serde_json::json;
+use thiserror::Error;
+use tracing::{error, info};
+
+/// An API error; each variant maps to one status code and one stable `code` string.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    /// The request body was refused: not JSON, wrong shape, wrong content type, too large.
+    #[error("{message}")]
+    Rejected {
+        /// 400, 413 or 415.
+        status: StatusCode,
+        /// What is wrong, naming the field where known.
+        message: String,
+    },
+    /// No such endpoint, or the wrong method for it.
+    #[error("{message}")]
+    NoRoute {
+        /// 404 or 405.
+        status: StatusCode,
+        /// What is wrong.
+        message: String,
+    },
+    /// The request is well-formed but invalid (empty query, k out of range, ...).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The service failed; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Rejected { status, .. } => (
+                *status,
+                match *status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    _ => "bad_json",
+                },
+            ),
+            ApiError::NoRoute { status, .. } => (
+                *status,
+                if *status == StatusCode::METHOD_NOT_ALLOWED {
+                    "method_not_allowed"
+                } else {
+                    "not_found"
+                },
+            ),
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::InvalidRequest(m) => ApiError::InvalidRequest(m),
+            e @ (SearchError::Setup(_) | SearchError::Embed(_) | SearchError::Retrieve(_)) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        // Syntax and shape errors (axum says 400 and 422) are both a bad request here; a wrong
+        // content type (415) and a body over the limit (413) keep their own status.
+        let status = match r.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::Rejected {
+            status,
+            message: r.body_text(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = &self {
+            error!(%detail, "request failed");
+        }
+        let body = json!({"error": {"code": code, "message": self.to_string()}});
+        (status, Json(body)).into_response()
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    pipeline: Arc<Pipeline>,
+}
+
+/// The API router over one pipeline.
+pub fn app(pipeline: Arc<Pipeline>) -> Router {
+    Router::new()
+        .route("/v1/search", post(search))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(AppState { pipeline })
+}
+
+async fn search(
+    State(state): State<AppState>,
+    body: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let Json(request) = body?;
+    request.validate()?;
+    let pipeline = state.pipeline.clone();
+    let response = tokio::task::spawn_blocking(move || pipeline.search(&request))
+        .await
+        .map_err(|e| ApiError::Internal(format!("search task failed: {e}")))??;
+    Ok(Json(response))
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    generation: u64,
+    documents: usize,
+    passages: usize,
+    routes: Vec<String>,
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    let store = state.pipeline.store();
+    Json(Health {
+        status: "ok",
+        generation: store.manifest().generation,
+        documents: store.documents().len(),
+        passages: store.passage_count(),
+        routes: state
+            .pipeline
+            .route_names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    })
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NoRoute {
+        status: StatusCode::NOT_FOUND,
+        message: "no such endpoint".into(),
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::NoRoute {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: "method not allowed for this endpoint".into(),
+    }
+}
+
+/// Serves the API on `addr` until Ctrl-C or SIGTERM.
+pub async fn serve(pipeline: Arc<Pipeline>, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, app(pipeline))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    info!("shutting down");
+}

@@ -1,0 +1,153 @@
+//! The HTTP API, driven in-process through the router (no sockets, no fixed ports).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use folio_core::testing::HashEmbedder;
+use folio_core::{DocId, Document, Embedder, Page, PageKey, Passage};
+use folio_search::Pipeline;
+use folio_store::{Store, StoreWriter};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const PAGES: [&str; 3] = [
+    "Quarterly revenue grew in every region; the table lists revenue by region.",
+    "The bar chart compares rainfall across the northern provinces.",
+    "Installation guide: tighten the self-locking nut with a torque wrench.",
+];
+
+fn build_index(dir: &std::path::Path) -> anyhow::Result<Pipeline> {
+    let embedder = HashEmbedder::new(32);
+    let mut writer = StoreWriter::open(dir, embedder.info(), None)?;
+    let doc_id = DocId("00000000000000aa".into());
+    let mut pages = Vec::new();
+    let mut passages = Vec::new();
+    let mut vectors = Vec::new();
+    for (i, text) in PAGES.iter().enumerate() {
+        let key = PageKey {
+            doc_id: doc_id.clone(),
+            page: i as u32 + 1,
+        };
+        pages.push(Page {
+            key: key.clone(),
+            text: text.to_string(),
+        });
+        passages.push(Passage {
+            id: 0,
+            page: key,
+            char_start: 0,
+            char_end: text.chars().count() as u32,
+            text: text.to_string(),
+        });
+        vectors.push(embedder.embed(text));
+    }
+    let doc = Document {
+        doc_id,
+        path: "/data/report.pdf".into(),
+        content_hash: "aa".into(),
+        pages: 3,
+        bytes: 1,
+    };
+    writer.put_document(doc, pages, passages, vectors)?;
+    writer.commit()?;
+    let embedder: Arc<dyn Embedder> = Arc::new(embedder);
+    Ok(Pipeline::new(Arc::new(Store::open(dir)?), Some(embedder))?)
+}
+
+async fn call(app: axum::Router, req: Request<Body>) -> anyhow::Result<(StatusCode, Value)> {
+    let response = app.oneshot(req).await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((status, serde_json::from_slice(&bytes)?))
+}
+
+fn post(body: impl Into<Body>) -> anyhow::Result<Request<Body>> {
+    Ok(Request::post("/v1/search")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())?)
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn search_returns_fused_hits_with_provenance() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let app = folio_server::app(Arc::new(build_index(tmp.path())?));
+    let (status, body) = call(app, post(r#"{"query": "rainfall chart", "k": 2}"#)?).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let hits = body["hits"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0]["page"], 2);
+    assert_eq!(hits[0]["path"], "/data/report.pdf");
+    assert_eq!(hits[0]["doc_id"], "00000000000000aa");
+    assert_eq!(hits[0]["routes"]["bm25"], 1);
+    assert_eq!(hits[0]["routes"]["dense"], 1);
+    assert!(
+        hits[0]["snippet"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rainfall")
+    );
+    assert!(hits[0]["score"].as_f64().unwrap_or_default() > 0.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_requests_are_json_400s() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let app = folio_server::app(Arc::new(build_index(tmp.path())?));
+    let cases = [
+        (r#"{"query": "x", "k": 0}"#, "invalid_request", "k must be"),
+        (
+            r#"{"query": "x", "k": 1001}"#,
+            "invalid_request",
+            "k must be",
+        ),
+        (r#"{"query": "   "}"#, "invalid_request", "empty"),
+        (r#"{"query": "x", "#, "bad_json", ""),
+        (r#"{"k": 3}"#, "bad_json", "query"),
+        (r#"{"query": "x", "kk": 3}"#, "bad_json", "kk"),
+        (r#"{"query": 5}"#, "bad_json", ""),
+    ];
+    for (body, code, needle) in cases {
+        let (status, v) = call(app.clone(), post(body)?).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(error_code(&v), code, "{body}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    // Without a JSON content type.
+    let req = Request::post("/v1/search").body(Body::from(r#"{"query":"x"}"#))?;
+    let (status, v) = call(app.clone(), req).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    assert_eq!(error_code(&v), "unsupported_media_type");
+    // Over the body limit.
+    let huge = format!(r#"{{"query": "{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let (status, v) = call(app.clone(), post(huge)?).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    // Unknown endpoints are JSON 404s; wrong methods are rejected.
+    let (status, v) = call(app.clone(), Request::get("/nope").body(Body::empty())?).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&v), "not_found");
+    let (status, v) = call(app, Request::get("/v1/search").body(Body::empty())?).await?;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(&v), "method_not_allowed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn healthz_reports_the_index() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let app = folio_server::app(Arc::new(build_index(tmp.path())?));
+    let (status, v) = call(app, Request::get("/healthz").body(Body::empty())?).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["documents"], 1);
+    assert_eq!(v["passages"], 3);
+    assert_eq!(v["routes"], serde_json::json!(["bm25", "dense"]));
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! The manifest: which generation is current, and how the index was built.
+
+use std::path::{Path, PathBuf};
+
+use folio_core::EmbedderInfo;
+use serde::{Deserialize, Serialize};
+
+use crate::{StoreError, fsio, io_err};
+
+/// On-disk format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FILE: &str = "MANIFEST.json";
+
+/// The content of `MANIFEST.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// On-disk format version.
+    pub format_version: u32,
+    /// The current generation.
+    pub generation: u64,
+    /// The passage embedder the index was built with.
+    pub embedder: EmbedderInfo,
+    /// Directory the embedder was loaded from when the index was built, if local.
+    pub embedder_source: Option<String>,
+    /// Number of documents.
+    pub documents: usize,
+    /// Number of pages.
+    pub pages: usize,
+    /// Number of passages.
+    pub passages: usize,
+}
+
+impl Manifest {
+    /// Reads the manifest of `dir`; `None` when there is none yet.
+    pub fn read(dir: &Path) -> Result<Option<Self>, StoreError> {
+        let path = dir.join(FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        #[derive(Deserialize)]
+        struct Versioned {
+            format_version: u32,
+        }
+        let version: Versioned = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if version.format_version != FORMAT_VERSION {
+            return Err(StoreError::Version {
+                dir: dir.to_path_buf(),
+                found: version.format_version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// Publishes this manifest atomically.
+    pub(crate) fn publish(&self, dir: &Path) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        fsio::write_atomic(&dir.join(FILE), &bytes)
+    }
+
+    /// Directory of this manifest's generation.
+    pub fn generation_dir(&self, dir: &Path) -> PathBuf {
+        generation_dir(dir, self.generation)
+    }
+}
+
+/// Directory of generation `generation`.
+pub(crate) fn generation_dir(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("gen-{generation:06}"))
+}
+
+/// Parses a generation directory name.
+pub(crate) fn parse_generation(name: &str) -> Option<u64> {
+    name.strip_prefix("gen-")?.parse().ok()
+}

@@ -1,0 +1,163 @@
+//! Index the bundled samples with the real default embedder, answer the sample queries, and
+//! survive bad files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use folio_core::Embedder;
+use folio_datasets::{SampleSet, page_corpus_id};
+use folio_e2e::{default_embedder, test_data};
+use folio_indexer::{FileStatus, IndexSettings, collect_pdfs, index_files};
+use folio_search::{Pipeline, SearchRequest};
+use folio_store::Store;
+
+fn quiet() -> IndexSettings {
+    IndexSettings {
+        progress: false,
+        ..IndexSettings::default()
+    }
+}
+
+#[test]
+fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow::Result<()> {
+    let (embedder, source) = default_embedder()?;
+    let samples = SampleSet::bundled()?;
+    let tmp = tempfile::tempdir()?;
+    let index = tmp.path().join("index");
+
+    // The samples plus three bad files, bad ones in the middle of the batch.
+    let (mut files, missing) = collect_pdfs(std::slice::from_ref(&samples.dir));
+    assert!(missing.is_empty());
+    let n_samples = files.len();
+    assert!(n_samples >= 5, "{n_samples} sample PDFs");
+    let bad: Vec<PathBuf> = ["corrupt.pdf", "empty.pdf", "encrypted.pdf"]
+        .iter()
+        .map(|n| test_data(n))
+        .collect();
+    for (i, b) in bad.iter().enumerate() {
+        files.insert(1 + i * 2, b.clone());
+    }
+    let report = index_files(
+        &index,
+        &files,
+        embedder.as_ref(),
+        Some(source.dir.display().to_string()),
+        &quiet(),
+    )?;
+    assert_eq!(report.files.len(), files.len());
+    assert_eq!(
+        report.count(FileStatus::Indexed),
+        n_samples,
+        "{:#?}",
+        report.files
+    );
+    let reason = |name: &str| {
+        report
+            .files
+            .iter()
+            .find(|f| f.path.ends_with(name))
+            .and_then(|f| f.reason.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("empty.pdf").contains("empty file"),
+        "{}",
+        reason("empty.pdf")
+    );
+    assert!(
+        reason("encrypted.pdf").contains("encrypted"),
+        "{}",
+        reason("encrypted.pdf")
+    );
+    assert!(!reason("corrupt.pdf").is_empty());
+    for f in &report.files {
+        if f.status == FileStatus::Indexed {
+            assert!(f.pages.unwrap_or(0) > 0 && f.reason.is_none(), "{f:?}");
+        }
+    }
+    println!(
+        "indexed {} pages, {} passages in {:.1} s ({:.1} pages/s)",
+        report.pages_indexed,
+        report.passages_indexed,
+        report.seconds,
+        report.pages_indexed as f64 / report.seconds
+    );
+
+    let embedder_dyn: Arc<dyn Embedder> = embedder.clone();
+    let pipeline = Pipeline::new(Arc::new(Store::open(&index)?), Some(embedder_dyn))?;
+    let queries: Vec<(String, String)> = samples
+        .queries
+        .iter()
+        .map(|q| (q.id.clone(), q.text.clone()))
+        .collect();
+    let scores = folio_eval::evaluate_routes(&pipeline, &queries, &samples.qrels, page_corpus_id)?;
+    println!("system  nDCG@10  hit@3");
+    for (system, s) in &scores {
+        println!("{system:<7} {:.3}    {:.2}", s.ndcg_at_10, s.hit_at_3);
+    }
+    for q in &samples.queries {
+        let response = pipeline.search(&SearchRequest {
+            query: q.text.clone(),
+            k: 3,
+        })?;
+        let relevant = &samples.qrels[&q.id];
+        let top: Vec<String> = response
+            .hits
+            .iter()
+            .map(|h| page_corpus_id(&h.path, h.page))
+            .collect();
+        assert!(
+            top.iter()
+                .any(|id| relevant.get(id).is_some_and(|&r| r > 0)),
+            "query {} ({:?}): no relevant page in the top 3 {top:?}; relevant: {relevant:?}",
+            q.id,
+            q.text
+        );
+    }
+    assert!(scores["fused"].hit_at_3 >= 1.0);
+    assert!(
+        scores["bm25"].ndcg_at_10 > 0.5 && scores["dense"].ndcg_at_10 > 0.5,
+        "{scores:?}"
+    );
+
+    // Indexing the same files again changes nothing and keeps the failures failing.
+    let generation = pipeline.store().manifest().generation;
+    let again = index_files(&index, &files, embedder.as_ref(), None, &quiet())?;
+    assert_eq!(again.count(FileStatus::Unchanged), n_samples);
+    assert_eq!(again.count(FileStatus::Failed), 3);
+    assert_eq!(again.generation, None);
+    assert_eq!(Store::open(&index)?.manifest().generation, generation);
+    Ok(())
+}
+
+#[test]
+fn a_failing_batch_never_loses_what_was_indexed() -> anyhow::Result<()> {
+    let (embedder, _) = default_embedder()?;
+    let samples = SampleSet::bundled()?;
+    let tmp = tempfile::tempdir()?;
+    let index = tmp.path().join("index");
+    let first = samples.dir.join("multicolumn.pdf");
+    let report = index_files(
+        &index,
+        std::slice::from_ref(&first),
+        embedder.as_ref(),
+        None,
+        &quiet(),
+    )?;
+    assert_eq!(report.count(FileStatus::Indexed), 1);
+    let before = Store::open(&index)?.passage_count();
+
+    // A batch of only bad files: reported, and the index is untouched.
+    let bad = vec![
+        test_data("corrupt.pdf"),
+        test_data("empty.pdf"),
+        tmp.path().join("missing.pdf"),
+    ];
+    let report = index_files(&index, &bad, embedder.as_ref(), None, &quiet())?;
+    assert_eq!(report.count(FileStatus::Failed), 3);
+    assert_eq!(report.generation, None);
+    let store = Store::open(&index)?;
+    assert_eq!(store.passage_count(), before);
+    assert_eq!(store.documents().len(), 1);
+    Ok(())
+}
