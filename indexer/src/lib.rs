@@ -326,3 +326,73 @@ fn embed_passages(embedder: &dyn Embedder, passages: &[Passage]) -> Result<Vec<V
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collect_walks_directories_sorted_and_reports_missing_inputs() -> std::io::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("sub/deeper"))?;
+        for f in [
+            "b.pdf",
+            "a.PDF",
+            "notes.txt",
+            "sub/c.pdf",
+            "sub/deeper/d.pdf",
+        ] {
+            std::fs::write(root.join(f), b"")?;
+        }
+        let single = root.join("notes.txt");
+        let missing = root.join("gone.pdf");
+        let (files, failed) = collect_pdfs(&[root.to_path_buf(), single.clone(), missing.clone()]);
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string())
+            .collect();
+        // Directories yield PDFs only, sorted; a file given by name is taken as it is.
+        assert_eq!(
+            names,
+            [
+                "a.PDF",
+                "b.pdf",
+                "sub/c.pdf",
+                "sub/deeper/d.pdf",
+                "notes.txt"
+            ]
+        );
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].path, missing.display().to_string());
+        assert_eq!(failed[0].status, FileStatus::Failed);
+        assert_eq!(
+            failed[0].reason.as_deref(),
+            Some("no such file or directory")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn report_json_has_the_documented_shape() -> Result<(), serde_json::Error> {
+        let report = IndexReport {
+            files: vec![FileReport {
+                path: "x.pdf".into(),
+                status: FileStatus::Unchanged,
+                pages: Some(3),
+                reason: None,
+            }],
+            generation: None,
+            seconds: 1.0,
+            pages_indexed: 0,
+            passages_indexed: 0,
+        };
+        let v = serde_json::to_value(&report)?;
+        assert_eq!(
+            v["files"][0],
+            serde_json::json!({"path": "x.pdf", "status": "unchanged", "pages": 3, "reason": null})
+        );
+        assert!(v.get("generation").is_none());
+        Ok(())
+    }
+}

@@ -57,18 +57,14 @@ impl Embedder for HashEmbedder {
     fn embed_queries(&self, queries: &[QueryInput]) -> Result<Vec<Embedding>, EmbedError> {
         Ok(queries
             .iter()
-            .map(|q| match q {
-                QueryInput::Text(t) => Embedding::Single(self.embed(t)),
-            })
+            .map(|QueryInput::Text(t)| Embedding::Single(self.embed(t)))
             .collect())
     }
 
     fn embed_documents(&self, docs: &[DocInput]) -> Result<Vec<Embedding>, EmbedError> {
         Ok(docs
             .iter()
-            .map(|d| match d {
-                DocInput::Text(t) => Embedding::Single(self.embed(t)),
-            })
+            .map(|DocInput::Text(t)| Embedding::Single(self.embed(t)))
             .collect())
     }
 }

@@ -252,6 +252,13 @@ fn model_error(e: candle_core::Error) -> EmbedError {
     EmbedError::Model(e.to_string())
 }
 
+impl BertEmbedder {
+    fn embed_as_single(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {
+        let vectors = self.embed_texts(texts)?;
+        Ok(vectors.into_iter().map(Embedding::Single).collect())
+    }
+}
+
 impl Embedder for BertEmbedder {
     fn info(&self) -> &EmbedderInfo {
         &self.info
@@ -260,28 +267,13 @@ impl Embedder for BertEmbedder {
     fn embed_queries(&self, queries: &[QueryInput]) -> Result<Vec<Embedding>, EmbedError> {
         let texts: Vec<&str> = queries
             .iter()
-            .map(|q| match q {
-                QueryInput::Text(t) => t.as_str(),
-            })
+            .map(|QueryInput::Text(t)| t.as_str())
             .collect();
-        Ok(self
-            .embed_texts(&texts)?
-            .into_iter()
-            .map(Embedding::Single)
-            .collect())
+        self.embed_as_single(&texts)
     }
 
     fn embed_documents(&self, docs: &[DocInput]) -> Result<Vec<Embedding>, EmbedError> {
-        let texts: Vec<&str> = docs
-            .iter()
-            .map(|d| match d {
-                DocInput::Text(t) => t.as_str(),
-            })
-            .collect();
-        Ok(self
-            .embed_texts(&texts)?
-            .into_iter()
-            .map(Embedding::Single)
-            .collect())
+        let texts: Vec<&str> = docs.iter().map(|DocInput::Text(t)| t.as_str()).collect();
+        self.embed_as_single(&texts)
     }
 }

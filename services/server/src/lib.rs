@@ -131,7 +131,6 @@ async fn search(
     body: Result<Json<SearchRequest>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let Json(request) = body?;
-    request.validate()?;
     let pipeline = state.pipeline.clone();
     let response = tokio::task::spawn_blocking(move || pipeline.search(&request))
         .await
