@@ -100,15 +100,16 @@ fn download(id: &str, cache: &Path) -> Result<ModelSource, ModelError> {
         reference: id.to_string(),
         detail,
     };
-    let api = hf_hub::api::sync::ApiBuilder::new()
-        .with_cache_dir(cache.to_path_buf())
-        .with_progress(true)
-        .build()
+    let client = hf_hub::HFClient::builder()
+        .cache_dir(cache)
+        .build_sync()
         .map_err(|e| not_found(format!("cannot start the hub client: {e}")))?;
-    let repo = api.model(id.to_string());
+    let (owner, name) = hf_hub::split_id(id);
+    let repo = client.model(owner, name);
+    let fetch = |file: &str| repo.download_file().filename(file).send();
     let mut dir = None;
     for file in ["config.json", "tokenizer.json", "model.safetensors"] {
-        let path = repo.get(file).map_err(|e| {
+        let path = fetch(file).map_err(|e| {
             not_found(format!(
                 "not in the HF cache at {} and the hub download of {file} failed: {e}",
                 cache.display()
@@ -118,7 +119,9 @@ fn download(id: &str, cache: &Path) -> Result<ModelSource, ModelError> {
     }
     // Optional sentence-transformers files; their absence is not an error.
     for file in ["1_Pooling/config.json", "sentence_bert_config.json"] {
-        let _ = repo.get(file);
+        if let Err(e) = fetch(file) {
+            tracing::debug!(file, error = %e, "optional model file not downloaded");
+        }
     }
     let dir = dir.ok_or_else(|| not_found("the hub returned no files".into()))?;
     Ok(ModelSource {
