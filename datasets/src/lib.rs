@@ -34,8 +34,9 @@ pub enum DatasetError {
     },
 }
 
-/// Relevance judgements: query id -> corpus id -> graded relevance.
-pub type Qrels = BTreeMap<String, BTreeMap<String, u32>>;
+/// Relevance judgements: query id -> corpus id -> graded label. A negative label means "in the
+/// pool but unjudged" (trec_eval's convention).
+pub type Qrels = BTreeMap<String, BTreeMap<String, i64>>;
 
 /// A query of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -142,7 +143,7 @@ pub fn read_qrels(path: &Path) -> Result<Qrels, DatasetError> {
         qrels
             .entry(qid.to_string())
             .or_default()
-            .insert(doc.to_string(), u32::try_from(rel.max(0)).unwrap_or(0));
+            .insert(doc.to_string(), rel);
     }
     Ok(qrels)
 }

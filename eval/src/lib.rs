@@ -1,173 +1,114 @@
-//! Retrieval metrics and benchmark runners.
+//! Retrieval evaluation: trec_eval-exact metrics ([`metrics`]) and the route-by-route
+//! evaluation of a search pipeline over a query set.
 //!
-//! [`ndcg_at_k`] follows trec_eval's `ndcg_cut`: gain is the graded relevance, the discount
-//! `log2(rank + 1)`, and the ideal ranking sorts every judged relevant document of the query.
-//! [`evaluate_routes`] runs a pipeline over a query set and scores each route and the fusion.
+//! [`route_runs`] asks the pipeline each query and keeps one TREC-style run per system: every
+//! route, and the fused list (`fused`). [`metrics::evaluate`] scores a run against qrels the way
+//! trec_eval does, so the same numbers come out of `folio eval metrics` on the run files.
+
+pub mod metrics;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
+use folio_core::DocId;
 use folio_search::{Pipeline, SearchError, SearchRequest};
-use serde::Serialize;
 
-/// Relevance of each judged document of one query (corpus id -> grade).
-pub type Judgements = BTreeMap<String, u32>;
+pub use metrics::{EvalOptions, Evaluation, Metric, MetricsError, Qrels, Run, evaluate};
 
-/// nDCG@k of one ranking (corpus ids, best first) against one query's judgements. A query
-/// with no relevant document scores 0, as in trec_eval.
-pub fn ndcg_at_k(ranking: &[String], judged: &Judgements, k: usize) -> f64 {
-    let dcg: f64 = ranking
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, doc)| gain(judged.get(doc).copied().unwrap_or(0)) / discount(i))
-        .sum();
-    let mut ideal: Vec<u32> = judged.values().copied().filter(|&r| r > 0).collect();
-    ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, &r)| gain(r) / discount(i))
-        .sum();
-    if idcg > 0.0 { dcg / idcg } else { 0.0 }
-}
+/// Name of the fused system in [`route_runs`]' output.
+pub const FUSED: &str = "fused";
 
-fn gain(rel: u32) -> f64 {
-    f64::from(rel)
-}
-
-fn discount(zero_based_rank: usize) -> f64 {
-    ((zero_based_rank + 2) as f64).log2()
-}
-
-/// One system's mean score over a query set.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SystemScore {
-    /// Mean nDCG@10.
-    pub ndcg_at_10: f64,
-    /// Fraction of queries with a relevant page in the top 3.
-    pub hit_at_3: f64,
-}
-
-/// Runs each query through `pipeline` and scores every route and the fused list (`fused`).
-/// `corpus_id` maps a hit's (document path, page) to the qrels' corpus id.
-pub fn evaluate_routes(
+/// Runs each `(query id, text)` through `pipeline` (top `k` pages) and returns one run per
+/// system: each route's list and the fused list. A page's id in the run is
+/// `corpus_id(document path, page)`; its score decreases with its rank, so trec_eval's
+/// ordering keeps the pipeline's.
+pub fn route_runs(
     pipeline: &Pipeline,
     queries: &[(String, String)],
-    qrels: &BTreeMap<String, Judgements>,
+    k: usize,
     corpus_id: impl Fn(&str, u32) -> String,
-) -> Result<BTreeMap<String, SystemScore>, SearchError> {
-    let mut per_system: BTreeMap<String, Vec<(f64, bool)>> = BTreeMap::new();
-    let empty = Judgements::new();
+) -> Result<BTreeMap<String, Run>, SearchError> {
+    let mut runs: BTreeMap<String, Run> = BTreeMap::new();
+    let path_of = |doc_id: &DocId| {
+        pipeline
+            .store()
+            .document(doc_id)
+            .map(|d| d.path.clone())
+            .unwrap_or_default()
+    };
     for (qid, text) in queries {
-        let judged = qrels.get(qid).unwrap_or(&empty);
         let retrieved = pipeline.retrieve(&SearchRequest {
             query: text.clone(),
-            k: 10,
+            k,
         })?;
-        let path_of = |doc_id: &folio_core::DocId| {
-            pipeline
-                .store()
-                .document(doc_id)
-                .map(|d| d.path.clone())
-                .unwrap_or_default()
-        };
-        let mut systems: Vec<(String, Vec<String>)> = retrieved
+        let lists = retrieved
             .lists
             .iter()
             .map(|l| {
-                let ids = l
-                    .hits
-                    .iter()
-                    .map(|h| corpus_id(&path_of(&h.page.doc_id), h.page.page))
-                    .collect();
-                (l.route.clone(), ids)
+                (
+                    l.route.as_str(),
+                    l.hits.iter().map(|h| &h.page).take(k).collect(),
+                )
             })
-            .collect();
-        systems.push((
-            "fused".to_string(),
-            retrieved
-                .fused
-                .iter()
-                .map(|h| corpus_id(&path_of(&h.page.doc_id), h.page.page))
-                .collect(),
-        ));
-        for (name, ranking) in systems {
-            let hit3 = ranking
-                .iter()
-                .take(3)
-                .any(|d| judged.get(d).is_some_and(|&r| r > 0));
-            per_system
-                .entry(name)
+            .chain(std::iter::once((
+                FUSED,
+                retrieved.fused.iter().map(|h| &h.page).collect::<Vec<_>>(),
+            )));
+        for (system, pages) in lists {
+            let n = pages.len();
+            let docs = pages
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (corpus_id(&path_of(&p.doc_id), p.page), (n - i) as f64))
+                .collect();
+            runs.entry(system.to_string())
                 .or_default()
-                .push((ndcg_at_k(&ranking, judged, 10), hit3));
+                .0
+                .insert(qid.clone(), docs);
         }
     }
-    Ok(per_system
-        .into_iter()
-        .map(|(name, scores)| {
-            let n = scores.len().max(1) as f64;
-            let ndcg = scores.iter().map(|s| s.0).sum::<f64>() / n;
-            let hits = scores.iter().filter(|s| s.1).count() as f64 / n;
-            (
-                name,
-                SystemScore {
-                    ndcg_at_10: ndcg,
-                    hit_at_3: hits,
-                },
-            )
-        })
-        .collect())
+    Ok(runs)
+}
+
+/// Writes a run in TREC format (`qid Q0 docid rank score tag`), best first per query.
+pub fn write_run(run: &Run, tag: &str, out: &mut impl Write) -> std::io::Result<()> {
+    for (qid, docs) in &run.0 {
+        let mut docs: Vec<&(String, f64)> = docs.iter().collect();
+        docs.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        for (rank, (doc, score)) in docs.into_iter().enumerate() {
+            writeln!(out, "{qid} Q0 {doc} {} {score} {tag}", rank + 1)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
-    fn judged(pairs: &[(&str, u32)]) -> Judgements {
-        pairs.iter().map(|(d, r)| (d.to_string(), *r)).collect()
-    }
-
-    fn ranking(ids: &[&str]) -> Vec<String> {
-        ids.iter().map(|s| s.to_string()).collect()
-    }
-
     #[test]
-    fn perfect_ranking_scores_one() {
-        let j = judged(&[("a", 2), ("b", 1)]);
-        assert!((ndcg_at_k(&ranking(&["a", "b", "c"]), &j, 10) - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn hand_computed_value() {
-        // Relevant a (2) at rank 2, b (1) missing: dcg = 2/log2(3); idcg = 2 + 1/log2(3).
-        let j = judged(&[("a", 2), ("b", 1), ("z", 0)]);
-        let got = ndcg_at_k(&ranking(&["x", "a", "z"]), &j, 10);
-        let want = (2.0 / 3f64.log2()) / (2.0 + 1.0 / 3f64.log2());
-        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-    }
-
-    #[test]
-    fn cutoff_and_no_relevant_docs() {
-        let j = judged(&[("a", 1)]);
-        assert_eq!(ndcg_at_k(&ranking(&["x", "a"]), &j, 1), 0.0);
-        assert_eq!(ndcg_at_k(&ranking(&["a"]), &judged(&[("a", 0)]), 10), 0.0);
-        assert_eq!(ndcg_at_k(&[], &j, 10), 0.0);
-    }
-
-    proptest! {
-        #[test]
-        fn ndcg_is_between_zero_and_one(
-            ids in prop::collection::vec(0u8..20, 0..15),
-            rels in prop::collection::btree_map(0u8..20, 0u32..4, 0..10),
-        ) {
-            let mut seen = std::collections::HashSet::new();
-            let r: Vec<String> = ids.into_iter().filter(|i| seen.insert(*i)).map(|i| i.to_string()).collect();
-            let j: Judgements = rels.into_iter().map(|(d, g)| (d.to_string(), g)).collect();
-            let v = ndcg_at_k(&r, &j, 10);
-            prop_assert!((0.0..=1.0 + 1e-12).contains(&v));
+    fn written_runs_read_back_the_same() -> Result<(), Box<dyn std::error::Error>> {
+        let mut run = Run::default();
+        run.0.insert(
+            "q1".into(),
+            vec![("b".into(), 1.0), ("a".into(), 3.5), ("c".into(), 1.0)],
+        );
+        let mut bytes = Vec::new();
+        write_run(&run, "t", &mut bytes)?;
+        let text = String::from_utf8(bytes)?;
+        assert_eq!(text, "q1 Q0 a 1 3.5 t\nq1 Q0 c 2 1 t\nq1 Q0 b 3 1 t\n");
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("run.txt");
+        std::fs::write(&path, &text)?;
+        let mut back = metrics::read_run(&path)?;
+        for docs in back.0.values_mut() {
+            docs.sort_by(|a, b| a.0.cmp(&b.0));
         }
+        let mut expected = run.clone();
+        for docs in expected.0.values_mut() {
+            docs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        assert_eq!(back, expected);
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use folio_core::{ChunkSettings, Embedder};
+use folio_eval::{EvalOptions, Metric};
 use folio_indexer::{FileStatus, IndexReport, IndexSettings};
 use folio_models::{BertEmbedder, ModelSource};
 use folio_search::{Pipeline, SearchRequest, SearchResponse};
@@ -32,6 +33,38 @@ enum Command {
     Serve(ServeArgs),
     /// Index the bundled sample PDFs into a temporary index and answer the sample queries.
     Demo(DemoArgs),
+    /// Offline evaluation.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Score a TREC run against qrels with trec_eval's semantics.
+    Metrics(MetricsArgs),
+}
+
+#[derive(Args)]
+struct MetricsArgs {
+    /// Qrels: TREC (`qid 0 docid label`) or BEIR TSV (`query-id corpus-id score`).
+    #[arg(long)]
+    qrels: PathBuf,
+    /// Run: TREC (`qid Q0 docid rank score tag`).
+    #[arg(long)]
+    run: PathBuf,
+    /// Comma-separated metrics: ndcg, ndcg@k, map, map@k, recall@k, p@k, mrr, mrr@k, r-prec,
+    /// bpref, success@k.
+    #[arg(long, default_value = "ndcg@10,recall@100,mrr@10,map,p@5")]
+    metric: String,
+    /// Print one JSON object `{"mean": {...}, "per_query": {...}}` instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Labels at or above this count as relevant for binary measures.
+    #[arg(long, default_value_t = 1)]
+    relevance_level: i64,
+    /// Also count qrels queries missing from the run, as 0 (trec_eval -c).
+    #[arg(long)]
+    complete: bool,
 }
 
 #[derive(Args)]
@@ -127,6 +160,7 @@ fn main() -> ExitCode {
         Command::Search(a) => search(a).map(|()| ExitCode::SUCCESS),
         Command::Serve(a) => serve(a).map(|()| ExitCode::SUCCESS),
         Command::Demo(a) => demo(a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(EvalCommand::Metrics(a)) => eval_metrics(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -334,16 +368,74 @@ fn demo(args: DemoArgs) -> Result<()> {
         .iter()
         .map(|q| (q.id.clone(), q.text.clone()))
         .collect();
-    let scores = folio_eval::evaluate_routes(&pipeline, &queries, &samples.qrels, |path, page| {
-        folio_datasets::page_corpus_id(path, page)
-    })?;
+    let runs = folio_eval::route_runs(&pipeline, &queries, 10, folio_datasets::page_corpus_id)?;
+    let metrics = [Metric::Ndcg(Some(10)), Metric::Success(3)];
     println!("\nOn the {} sample queries:", queries.len());
-    for (system, s) in &scores {
+    for (system, run) in &runs {
+        let e = folio_eval::evaluate(&samples.qrels, run, &metrics, EvalOptions::default());
         println!(
             "  {system:<6} nDCG@10 {:.3}   relevant page in top 3: {:.0}%",
-            s.ndcg_at_10,
-            s.hit_at_3 * 100.0
+            e.mean[0],
+            e.mean[1] * 100.0
         );
     }
+    Ok(())
+}
+
+fn eval_metrics(args: MetricsArgs) -> Result<()> {
+    let metrics = folio_eval::metrics::parse_metrics(&args.metric)?;
+    if metrics.is_empty() {
+        bail!("--metric names no metric");
+    }
+    let qrels = folio_datasets::read_qrels(&args.qrels)?;
+    let run = folio_eval::metrics::read_run(&args.run)?;
+    let options = EvalOptions {
+        relevance_level: args.relevance_level,
+        complete: args.complete,
+    };
+    let kinds: Vec<Metric> = metrics.iter().map(|(_, m)| *m).collect();
+    let e = folio_eval::evaluate(&qrels, &run, &kinds, options);
+    let names: Vec<&str> = metrics.iter().map(|(n, _)| n.as_str()).collect();
+    if args.json {
+        let row = |values: &[f64]| -> serde_json::Map<String, serde_json::Value> {
+            names
+                .iter()
+                .zip(values)
+                .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+                .collect()
+        };
+        let per_query: serde_json::Map<String, serde_json::Value> = e
+            .per_query
+            .iter()
+            .map(|(q, v)| (q.clone(), serde_json::Value::Object(row(v))))
+            .collect();
+        let out = serde_json::json!({"mean": row(&e.mean), "per_query": per_query});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let width = e
+        .per_query
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    print!("{:<width$}", "query");
+    for n in &names {
+        print!("  {n:>10}");
+    }
+    println!();
+    let print_row = |label: &str, values: &[f64]| {
+        print!("{label:<width$}");
+        for v in values {
+            print!("  {v:>10.4}");
+        }
+        println!();
+    };
+    for (q, values) in &e.per_query {
+        print_row(q, values);
+    }
+    print_row("all", &e.mean);
+    println!("({} queries in the mean)", e.queries);
     Ok(())
 }

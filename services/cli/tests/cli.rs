@@ -155,3 +155,71 @@ fn errors_are_clear_and_exit_nonzero() -> anyhow::Result<()> {
     assert!(text.contains("no such file or directory"), "{text}");
     Ok(())
 }
+
+#[test]
+fn eval_metrics_prints_a_table_or_json_with_the_names_given() -> anyhow::Result<()> {
+    let fixtures = repo("eval/tests/fixtures/metrics");
+    let qrels = fixtures.join("qrels.txt");
+    let run = fixtures.join("run.txt");
+    let out = folio(&[
+        "eval",
+        "metrics",
+        "--qrels",
+        s(&qrels),
+        "--run",
+        s(&run),
+        "--metric",
+        "ndcg@10,P@5",
+        "--json",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json"))?)?;
+    let want = expected["pytrec_eval"]["mean"]["ndcg@10"]
+        .as_f64()
+        .unwrap_or(-1.0);
+    assert!(
+        (v["mean"]["ndcg@10"].as_f64().unwrap_or(0.0) - want).abs() < 1e-6,
+        "{v}"
+    );
+    assert!(v["mean"]["P@5"].is_f64(), "names are kept as given: {v}");
+    assert_eq!(v["per_query"].as_object().map(|o| o.len()), Some(25));
+
+    let out = folio(&["eval", "metrics", "--qrels", s(&qrels), "--run", s(&run)])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let header = text.lines().next().unwrap_or_default();
+    for name in ["query", "ndcg@10", "recall@100", "mrr@10", "map", "p@5"] {
+        assert!(header.contains(name), "{header}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("all ")), "{text}");
+
+    let out = folio(&[
+        "eval",
+        "metrics",
+        "--qrels",
+        s(&qrels),
+        "--run",
+        s(&run),
+        "--metric",
+        "ndcg@ten",
+    ])?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown metric \"ndcg@ten\""));
+    let out = folio(&[
+        "eval",
+        "metrics",
+        "--qrels",
+        s(&qrels),
+        "--run",
+        s(&fixtures.join("run_dup.txt")),
+    ])?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listed twice"));
+    Ok(())
+}
