@@ -1,5 +1,8 @@
 //! Dataset loaders and Folio's bundled sample data.
 //!
+//! - [`BeirDataset`]: the BEIR layout (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`).
+//! - [`SampleSet`]: the PDFs bundled with Folio and their page-level qrels.
+//!
 //! The bundled samples (`datasets/samples/`) are a handful of real, openly licensed PDFs with a
 //! small query set whose relevant pages are known: `queries.jsonl` (`{"id", "text"}` per line)
 //! and `qrels.tsv` (`query-id`, `corpus-id`, `score`, with a header, BEIR style) where a
@@ -41,7 +44,8 @@ pub type Qrels = BTreeMap<String, BTreeMap<String, i64>>;
 /// A query of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Query {
-    /// Query id, as in the qrels.
+    /// Query id, as in the qrels (`_id` in BEIR files).
+    #[serde(alias = "_id")]
     pub id: String,
     /// Query text.
     pub text: String,
@@ -87,6 +91,79 @@ impl SampleSet {
     }
 }
 
+/// A document of a text corpus.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CorpusDoc {
+    /// Corpus id, as in the qrels (`_id` in BEIR files).
+    #[serde(alias = "_id")]
+    pub id: String,
+    /// Title; may be empty.
+    #[serde(default)]
+    pub title: String,
+    /// Body text.
+    pub text: String,
+}
+
+impl CorpusDoc {
+    /// Title and text as one string, the way BEIR's dense baselines read a document.
+    pub fn full_text(&self) -> String {
+        if self.title.trim().is_empty() {
+            self.text.clone()
+        } else {
+            format!("{}\n{}", self.title.trim(), self.text)
+        }
+    }
+}
+
+/// A dataset in BEIR layout, restricted to the queries judged in one split.
+#[derive(Debug, Clone)]
+pub struct BeirDataset {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Dataset name (the directory name).
+    pub name: String,
+    /// The split whose qrels were read.
+    pub split: String,
+    /// Every corpus document.
+    pub corpus: Vec<CorpusDoc>,
+    /// The queries that have judgements in the split, in file order.
+    pub queries: Vec<Query>,
+    /// Judgements of the split.
+    pub qrels: Qrels,
+}
+
+impl BeirDataset {
+    /// Loads `dir/corpus.jsonl`, `dir/queries.jsonl` and `dir/qrels/<split>.tsv`. Queries
+    /// without judgements in the split are left out, as BEIR's evaluation does.
+    pub fn load(dir: &Path, split: &str) -> Result<Self, DatasetError> {
+        let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
+        let qrels = read_qrels(&qrels_path)?;
+        let corpus: Vec<CorpusDoc> = read_jsonl(&dir.join("corpus.jsonl"))?;
+        let queries: Vec<Query> = read_jsonl::<Query>(&dir.join("queries.jsonl"))?
+            .into_iter()
+            .filter(|q| qrels.contains_key(&q.id))
+            .collect();
+        if queries.is_empty() {
+            return Err(DatasetError::Parse {
+                path: qrels_path,
+                line: 1,
+                message: "no query of queries.jsonl has judgements in this split".into(),
+            });
+        }
+        Ok(BeirDataset {
+            name: dir.file_name().map_or_else(
+                || "dataset".to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            dir: dir.to_path_buf(),
+            split: split.to_string(),
+            corpus,
+            queries,
+            qrels,
+        })
+    }
+}
+
 fn read(path: &Path) -> Result<String, DatasetError> {
     std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
@@ -94,20 +171,25 @@ fn read(path: &Path) -> Result<String, DatasetError> {
     })
 }
 
-/// Reads a JSONL query file: one `{"id": ..., "text": ...}` per line; blank lines skipped.
+/// Reads a JSONL query file: one `{"id" or "_id": ..., "text": ...}` per line.
 pub fn read_queries(path: &Path) -> Result<Vec<Query>, DatasetError> {
+    read_jsonl(path)
+}
+
+/// Reads one JSON object per line; blank lines are skipped, unknown fields ignored, and a
+/// missing field is an error naming the file and the line.
+fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, DatasetError> {
     let text = read(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let q: Query = serde_json::from_str(line).map_err(|e| DatasetError::Parse {
+        out.push(serde_json::from_str(line).map_err(|e| DatasetError::Parse {
             path: path.to_path_buf(),
             line: i + 1,
             message: e.to_string(),
-        })?;
-        out.push(q);
+        })?);
     }
     Ok(out)
 }
@@ -197,6 +279,51 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn beir_layout_loads_and_errors_name_file_and_line() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("qrels"))?;
+        std::fs::write(
+            d.join("corpus.jsonl"),
+            "{\"_id\": \"c1\", \"title\": \"T\", \"text\": \"body\"}\n\n{\"_id\": \"c2\", \"text\": \"x\", \"metadata\": {}}\n",
+        )?;
+        std::fs::write(
+            d.join("queries.jsonl"),
+            "{\"_id\": \"q1\", \"text\": \"first\"}\n{\"_id\": \"q2\", \"text\": \"unjudged\"}\n",
+        )?;
+        std::fs::write(
+            d.join("qrels/test.tsv"),
+            "query-id\tcorpus-id\tscore\nq1\tc2\t1\n",
+        )?;
+        let set = BeirDataset::load(d, "test")?;
+        assert_eq!(set.corpus.len(), 2);
+        assert_eq!(set.corpus[0].full_text(), "T\nbody");
+        assert_eq!(set.corpus[1].full_text(), "x");
+        assert_eq!(
+            set.queries.len(),
+            1,
+            "queries without judgements are left out"
+        );
+        assert_eq!(set.qrels["q1"]["c2"], 1);
+
+        let err = BeirDataset::load(d, "dev")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("dev.tsv"), "{err}");
+        std::fs::write(d.join("corpus.jsonl"), "{\"_id\": \"c1\"}\n")?;
+        let err = BeirDataset::load(d, "test")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("corpus.jsonl, line 1") && err.contains("text"),
+            "{err}"
+        );
         Ok(())
     }
 

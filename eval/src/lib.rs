@@ -4,8 +4,10 @@
 //! [`route_runs`] asks the pipeline each query and keeps one TREC-style run per system: every
 //! route, and the fused list (`fused`). [`metrics::evaluate`] scores a run against qrels the way
 //! trec_eval does, so the same numbers come out of `folio eval metrics` on the run files.
+//! [`runner::run_retrieval`] does both on a BEIR-layout dataset and writes a report.
 
 pub mod metrics;
+pub mod runner;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,12 +23,13 @@ pub const FUSED: &str = "fused";
 /// Runs each `(query id, text)` through `pipeline` (top `k` pages) and returns one run per
 /// system: each route's list and the fused list. A page's id in the run is
 /// `corpus_id(document path, page)`; its score decreases with its rank, so trec_eval's
-/// ordering keeps the pipeline's.
+/// ordering keeps the pipeline's. `on_query` is called after each query (for progress).
 pub fn route_runs(
     pipeline: &Pipeline,
     queries: &[(String, String)],
     k: usize,
     corpus_id: impl Fn(&str, u32) -> String,
+    mut on_query: impl FnMut(),
 ) -> Result<BTreeMap<String, Run>, SearchError> {
     let mut runs: BTreeMap<String, Run> = BTreeMap::new();
     let path_of = |doc_id: &DocId| {
@@ -66,6 +69,7 @@ pub fn route_runs(
                 .0
                 .insert(qid.clone(), docs);
         }
+        on_query();
     }
     Ok(runs)
 }

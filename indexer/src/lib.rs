@@ -154,148 +154,231 @@ pub fn index_files(
     embedder_source: Option<String>,
     settings: &IndexSettings,
 ) -> Result<IndexReport, IndexError> {
-    let started = Instant::now();
-    let mut writer = StoreWriter::open(index_dir, embedder.info(), embedder_source)?;
-    let bar = progress_bar(files.len() as u64, settings.progress);
-    let mut report = IndexReport {
-        files: Vec::with_capacity(files.len()),
-        generation: None,
-        seconds: 0.0,
-        pages_indexed: 0,
-        passages_indexed: 0,
-    };
-    for path in files {
-        bar.set_message(
-            path.file_name()
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| {
+            p.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
-        let file = index_one(&mut writer, path, embedder, settings, &mut report);
-        match &file.reason {
-            Some(reason) => info!(path = %file.path, %reason, "file failed"),
-            None => {
-                info!(path = %file.path, status = ?file.status, pages = ?file.pages, "file done")
-            }
-        }
-        report.files.push(file);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    if let CommitOutcome::Published { generation } = writer.commit()? {
-        report.generation = Some(generation);
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+                .unwrap_or_default()
+        })
+        .collect();
+    let run = Run::open(index_dir, embedder, embedder_source, settings)?;
+    run.each(
+        files.len(),
+        "files",
+        |i| names[i].clone(),
+        |ingest, i| index_pdf(ingest, &files[i]),
+    )
 }
 
-fn progress_bar(len: u64, enabled: bool) -> ProgressBar {
+/// A text document to index as a single page, e.g. one entry of a BEIR corpus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextDocument {
+    /// The document's id in its collection; stored as the document's path.
+    pub id: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// Indexes text documents, each as a document of one page, with the same passage cutting,
+/// embedding and incremental rules as PDFs (unchanged id and text: skipped).
+#[instrument(skip_all, fields(index = %index_dir.display(), documents = docs.len()))]
+pub fn index_texts(
+    index_dir: &Path,
+    docs: &[TextDocument],
+    embedder: &dyn Embedder,
+    embedder_source: Option<String>,
+    settings: &IndexSettings,
+) -> Result<IndexReport, IndexError> {
+    let run = Run::open(index_dir, embedder, embedder_source, settings)?;
+    run.each(
+        docs.len(),
+        "documents",
+        |i| docs[i].id.clone(),
+        |ingest, i| {
+            let doc = &docs[i];
+            let mut hasher = Sha256::new();
+            for part in ["text", &doc.id, &doc.text] {
+                hasher.update(part.as_bytes());
+                hasher.update([0u8]);
+            }
+            let hash = hex(&hasher.finalize());
+            ingest.document(&doc.id, doc.id.clone(), hash, doc.text.len() as u64, || {
+                Ok(vec![doc.text.clone()])
+            })
+        },
+    )
+}
+
+/// One indexing run: the writer, the report being built, and what every input needs.
+struct Run<'a> {
+    writer: StoreWriter,
+    embedder: &'a dyn Embedder,
+    settings: &'a IndexSettings,
+    report: IndexReport,
+    started: Instant,
+}
+
+impl<'a> Run<'a> {
+    fn open(
+        index_dir: &Path,
+        embedder: &'a dyn Embedder,
+        embedder_source: Option<String>,
+        settings: &'a IndexSettings,
+    ) -> Result<Self, IndexError> {
+        Ok(Run {
+            writer: StoreWriter::open(index_dir, embedder.info(), embedder_source)?,
+            embedder,
+            settings,
+            report: IndexReport {
+                files: Vec::new(),
+                generation: None,
+                seconds: 0.0,
+                pages_indexed: 0,
+                passages_indexed: 0,
+            },
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs `one` on inputs `0..n` behind a progress bar counting `unit`, then commits.
+    fn each(
+        mut self,
+        n: usize,
+        unit: &str,
+        name: impl Fn(usize) -> String,
+        mut one: impl FnMut(&mut Self, usize) -> FileReport,
+    ) -> Result<IndexReport, IndexError> {
+        let bar = progress_bar(n as u64, unit, self.settings.progress);
+        for i in 0..n {
+            bar.set_message(name(i));
+            let file = one(&mut self, i);
+            match &file.reason {
+                Some(reason) => info!(path = %file.path, %reason, "input failed"),
+                None => {
+                    info!(path = %file.path, status = ?file.status, pages = ?file.pages, "input done")
+                }
+            }
+            self.report.files.push(file);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        if let CommitOutcome::Published { generation } = self.writer.commit()? {
+            self.report.generation = Some(generation);
+        }
+        self.report.seconds = self.started.elapsed().as_secs_f64();
+        Ok(self.report)
+    }
+
+    /// Indexes one document unless its content is already indexed: `pages` gives the text of
+    /// each page, or the reason it cannot.
+    fn document(
+        &mut self,
+        label: &str,
+        stored_path: String,
+        content_hash: String,
+        bytes: u64,
+        pages: impl FnOnce() -> Result<Vec<String>, String>,
+    ) -> FileReport {
+        let report = |status, pages, reason| FileReport {
+            path: label.to_string(),
+            status,
+            pages,
+            reason,
+        };
+        if let Some(doc) = self.writer.find_by_hash(&content_hash) {
+            return report(FileStatus::Unchanged, Some(doc.pages), None);
+        }
+        let page_texts = match pages() {
+            Ok(p) => p,
+            Err(reason) => return report(FileStatus::Failed, None, Some(reason)),
+        };
+        let doc_id = DocId::from_content_hash(&content_hash);
+        let n_pages = u32::try_from(page_texts.len()).unwrap_or(u32::MAX);
+        let mut pages = Vec::with_capacity(page_texts.len());
+        let mut passages = Vec::new();
+        for (i, text) in page_texts.into_iter().enumerate() {
+            let key = PageKey {
+                doc_id: doc_id.clone(),
+                page: i as u32 + 1,
+            };
+            for c in chunk::chunk_text(&text, self.settings.chunk) {
+                passages.push(Passage {
+                    id: 0,
+                    page: key.clone(),
+                    char_start: c.char_start,
+                    char_end: c.char_end,
+                    text: c.text,
+                });
+            }
+            pages.push(Page { key, text });
+        }
+        let vectors = match embed_passages(self.embedder, &passages) {
+            Ok(v) => v,
+            Err(reason) => return report(FileStatus::Failed, Some(n_pages), Some(reason)),
+        };
+        let doc = Document {
+            doc_id,
+            path: stored_path,
+            content_hash,
+            pages: n_pages,
+            bytes,
+        };
+        let n_passages = passages.len() as u64;
+        if let Err(e) = self.writer.put_document(doc, pages, passages, vectors) {
+            return report(FileStatus::Failed, Some(n_pages), Some(e.to_string()));
+        }
+        self.report.pages_indexed += u64::from(n_pages);
+        self.report.passages_indexed += n_passages;
+        report(FileStatus::Indexed, Some(n_pages), None)
+    }
+}
+
+fn progress_bar(len: u64, unit: &str, enabled: bool) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}) {wide_msg}",
-    ) {
+    let template = format!(
+        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}}) {{wide_msg}}"
+    );
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
 
-fn failed(path: &Path, pages: Option<u32>, reason: impl Into<String>) -> FileReport {
-    FileReport {
-        path: path.display().to_string(),
+fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
+    let label = path.display().to_string();
+    let failed = |reason: String| FileReport {
+        path: label.clone(),
         status: FileStatus::Failed,
-        pages,
-        reason: Some(reason.into()),
-    }
-}
-
-fn index_one(
-    writer: &mut StoreWriter,
-    path: &Path,
-    embedder: &dyn Embedder,
-    settings: &IndexSettings,
-    report: &mut IndexReport,
-) -> FileReport {
+        pages: None,
+        reason: Some(reason),
+    };
     let size = match std::fs::metadata(path) {
         Ok(m) => m.len(),
-        Err(e) => return failed(path, None, format!("cannot read: {e}")),
+        Err(e) => return failed(format!("cannot read: {e}")),
     };
-    if size > settings.max_file_bytes {
-        return failed(
-            path,
-            None,
-            format!(
-                "file is {size} bytes, over the limit of {} bytes",
-                settings.max_file_bytes
-            ),
-        );
+    if size > run.settings.max_file_bytes {
+        return failed(format!(
+            "file is {size} bytes, over the limit of {} bytes",
+            run.settings.max_file_bytes
+        ));
     }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) => return failed(path, None, format!("cannot read: {e}")),
+        Err(e) => return failed(format!("cannot read: {e}")),
     };
     let stored_path = std::fs::canonicalize(path)
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
         .to_string();
     let content_hash = hex(&Sha256::digest(&bytes));
-    if let Some(doc) = writer.find_by_hash(&content_hash) {
-        return FileReport {
-            path: path.display().to_string(),
-            status: FileStatus::Unchanged,
-            pages: Some(doc.pages),
-            reason: None,
-        };
-    }
-    let page_texts = match pdf::extract_pages(bytes) {
-        Ok(p) => p,
-        Err(e) => return failed(path, None, e.to_string()),
-    };
-    let doc_id = DocId::from_content_hash(&content_hash);
-    let n_pages = u32::try_from(page_texts.len()).unwrap_or(u32::MAX);
-    let mut pages = Vec::with_capacity(page_texts.len());
-    let mut passages = Vec::new();
-    for (i, text) in page_texts.into_iter().enumerate() {
-        let key = PageKey {
-            doc_id: doc_id.clone(),
-            page: i as u32 + 1,
-        };
-        for c in chunk::chunk_text(&text, settings.chunk) {
-            passages.push(Passage {
-                id: 0,
-                page: key.clone(),
-                char_start: c.char_start,
-                char_end: c.char_end,
-                text: c.text,
-            });
-        }
-        pages.push(Page { key, text });
-    }
-    let vectors = match embed_passages(embedder, &passages) {
-        Ok(v) => v,
-        Err(reason) => return failed(path, Some(n_pages), reason),
-    };
-    let doc = Document {
-        doc_id,
-        path: stored_path,
-        content_hash,
-        pages: n_pages,
-        bytes: size,
-    };
-    let n_passages = passages.len() as u64;
-    if let Err(e) = writer.put_document(doc, pages, passages, vectors) {
-        return failed(path, Some(n_pages), e.to_string());
-    }
-    report.pages_indexed += u64::from(n_pages);
-    report.passages_indexed += n_passages;
-    FileReport {
-        path: path.display().to_string(),
-        status: FileStatus::Indexed,
-        pages: Some(n_pages),
-        reason: None,
-    }
+    run.document(&label, stored_path, content_hash, size, || {
+        pdf::extract_pages(bytes).map_err(|e| e.to_string())
+    })
 }
 
 fn embed_passages(embedder: &dyn Embedder, passages: &[Passage]) -> Result<Vec<Vec<f32>>, String> {

@@ -92,7 +92,7 @@ fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow:
         .iter()
         .map(|q| (q.id.clone(), q.text.clone()))
         .collect();
-    let runs = folio_eval::route_runs(&pipeline, &queries, 10, page_corpus_id)?;
+    let runs = folio_eval::route_runs(&pipeline, &queries, 10, page_corpus_id, || ())?;
     let metrics = [Metric::Ndcg(Some(10)), Metric::Success(3)];
     let mut scores = BTreeMap::new();
     println!("system  nDCG@10  success@3");

@@ -42,6 +42,39 @@ enum Command {
 enum EvalCommand {
     /// Score a TREC run against qrels with trec_eval's semantics.
     Metrics(MetricsArgs),
+    /// Index a BEIR-layout dataset, run every route and the fusion, score and compare them.
+    Retrieval(RetrievalArgs),
+}
+
+#[derive(Args)]
+struct RetrievalArgs {
+    /// Dataset directory in BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Qrels split.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Output directory: runs/<system>.trec, report.json, report.md.
+    #[arg(long)]
+    out: PathBuf,
+    /// Index directory; reused across runs (default: <out>/index).
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Routes to run: bm25 and/or dense (page and late-interaction routes arrive with the
+    /// Qwen2-VL embedder).
+    #[arg(long, default_value = "bm25,dense")]
+    routes: String,
+    /// Fusion methods: rrf (the only one so far).
+    #[arg(long, default_value = "rrf")]
+    fusion: String,
+    /// Comma-separated metrics; the first is the primary one (best system, significance).
+    #[arg(long, default_value = "ndcg@10,recall@100,mrr@10,map,p@5")]
+    metric: String,
+    /// Documents retrieved per query and system.
+    #[arg(long, default_value_t = 100)]
+    depth: usize,
+    #[command(flatten)]
+    embedder: EmbedderArg,
 }
 
 #[derive(Args)]
@@ -161,6 +194,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a).map(|()| ExitCode::SUCCESS),
         Command::Demo(a) => demo(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Metrics(a)) => eval_metrics(a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -368,7 +402,13 @@ fn demo(args: DemoArgs) -> Result<()> {
         .iter()
         .map(|q| (q.id.clone(), q.text.clone()))
         .collect();
-    let runs = folio_eval::route_runs(&pipeline, &queries, 10, folio_datasets::page_corpus_id)?;
+    let runs = folio_eval::route_runs(
+        &pipeline,
+        &queries,
+        10,
+        folio_datasets::page_corpus_id,
+        || (),
+    )?;
     let metrics = [Metric::Ndcg(Some(10)), Metric::Success(3)];
     println!("\nOn the {} sample queries:", queries.len());
     for (system, run) in &runs {
@@ -437,5 +477,48 @@ fn eval_metrics(args: MetricsArgs) -> Result<()> {
     }
     print_row("all", &e.mean);
     println!("({} queries in the mean)", e.queries);
+    Ok(())
+}
+
+fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
+    if args.fusion.split(',').map(str::trim).any(|f| f != "rrf") {
+        bail!("--fusion {:?}: only rrf is implemented so far", args.fusion);
+    }
+    let metrics = folio_eval::metrics::parse_metrics(&args.metric)?;
+    if metrics.is_empty() {
+        bail!("--metric names no metric");
+    }
+    let dataset = folio_datasets::BeirDataset::load(&args.dataset, &args.split)?;
+    let index = args.index.clone().unwrap_or_else(|| args.out.join("index"));
+    let existing = Manifest::read(&index)?;
+    let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
+    println!(
+        "{}: {} documents, {} queries with {} judgements ({} split)",
+        dataset.name,
+        dataset.corpus.len(),
+        dataset.queries.len(),
+        dataset.qrels.values().map(|q| q.len()).sum::<usize>(),
+        dataset.split
+    );
+    let settings = folio_eval::runner::RetrievalSettings {
+        routes: args
+            .routes
+            .split(',')
+            .map(|r| r.trim().to_string())
+            .collect(),
+        depth: args.depth,
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let report = folio_eval::runner::run_retrieval(
+        &dataset,
+        &index,
+        &args.out,
+        embedder,
+        Some(source.dir.display().to_string()),
+        &settings,
+    )?;
+    print!("{}", folio_eval::runner::markdown(&report, &metrics));
+    println!("\nWrote {}", args.out.join("report.md").display());
     Ok(())
 }

@@ -198,6 +198,33 @@ impl Pipeline {
         self.routes.iter().map(|r| r.name()).collect()
     }
 
+    /// Keeps only the named routes, in the order given. Unknown names are an error that lists
+    /// the available ones. Queries are embedded only while the dense route runs.
+    pub fn keep_routes(&mut self, names: &[&str]) -> Result<(), SearchError> {
+        if names.is_empty() {
+            return Err(SearchError::InvalidRequest("no route selected".into()));
+        }
+        let available = self.route_names().join(", ");
+        let mut kept = Vec::with_capacity(names.len());
+        for name in names {
+            let i = self
+                .routes
+                .iter()
+                .position(|r| r.name() == *name)
+                .ok_or_else(|| {
+                    SearchError::InvalidRequest(format!(
+                        "unknown route {name:?}; available: {available}"
+                    ))
+                })?;
+            kept.push(self.routes.remove(i));
+        }
+        self.routes = kept;
+        if !names.contains(&DenseRoute::NAME) {
+            self.embedder = None;
+        }
+        Ok(())
+    }
+
     /// Runs every route and fuses; no hit building.
     #[instrument(skip_all, fields(k = request.k))]
     pub fn retrieve(&self, request: &SearchRequest) -> Result<Retrieved, SearchError> {

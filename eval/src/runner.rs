@@ -1,0 +1,426 @@
+//! `folio eval retrieval`: index a BEIR-layout dataset, run every route and the fusion over its
+//! queries, write one TREC run per system, score them, and compare the best system with each
+//! other by a paired randomisation test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use folio_core::{ChunkSettings, Embedder};
+use folio_datasets::BeirDataset;
+use folio_indexer::{FileStatus, IndexSettings, TextDocument, index_texts};
+use folio_search::Pipeline;
+use folio_store::Store;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use thiserror::Error;
+use tracing::info;
+
+use crate::metrics::{EvalOptions, Metric, evaluate};
+use crate::{route_runs, write_run};
+
+/// The runner failed.
+#[derive(Debug, Error)]
+pub enum RunnerError {
+    /// Indexing could not run.
+    #[error(transparent)]
+    Index(#[from] folio_indexer::IndexError),
+    /// The index cannot be opened.
+    #[error(transparent)]
+    Store(#[from] folio_store::StoreError),
+    /// A search failed.
+    #[error(transparent)]
+    Search(#[from] folio_search::SearchError),
+    /// Writing the outputs failed.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The settings cannot work.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RetrievalSettings {
+    /// Routes to run (`bm25`, `dense`); the fused system fuses them.
+    pub routes: Vec<String>,
+    /// Pages (documents) retrieved per query and system: the depth of the run files.
+    pub depth: usize,
+    /// Metrics, with the names to report them under; the first is the primary one, used to
+    /// pick the best system and for the significance tests.
+    pub metrics: Vec<(String, Metric)>,
+    /// Passage cutting; the default keeps each corpus document whole (the embedder truncates
+    /// it), as BEIR's baselines read documents.
+    pub chunk: ChunkSettings,
+    /// Draw progress bars.
+    pub progress: bool,
+    /// Permutations of the randomisation test.
+    pub permutations: usize,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        RetrievalSettings {
+            routes: vec!["bm25".into(), "dense".into()],
+            depth: 100,
+            metrics: ["ndcg@10", "recall@100", "mrr@10", "map", "p@5"]
+                .iter()
+                .filter_map(|m| Some((m.to_string(), m.parse().ok()?)))
+                .collect(),
+            chunk: ChunkSettings {
+                words: 100_000,
+                overlap: 0,
+            },
+            progress: true,
+            permutations: 10_000,
+        }
+    }
+}
+
+/// One system's scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemReport {
+    /// `bm25`, `dense`, `fused`, ...
+    pub name: String,
+    /// The run file, relative to the output directory.
+    pub run_file: String,
+    /// Mean of each metric.
+    pub mean: BTreeMap<String, f64>,
+    /// Per-query values of each metric.
+    pub per_query: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// The best system against another on the primary metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The best system.
+    pub best: String,
+    /// The other system.
+    pub other: String,
+    /// The metric compared.
+    pub metric: String,
+    /// Mean of `best - other` over the queries.
+    pub mean_difference: f64,
+    /// Two-sided p-value of the paired randomisation test.
+    pub p_value: f64,
+}
+
+/// Everything the runner measured; written as `report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetrievalReport {
+    /// Dataset name.
+    pub dataset: String,
+    /// Split of the qrels.
+    pub split: String,
+    /// Corpus size.
+    pub documents: usize,
+    /// Queries evaluated.
+    pub queries: usize,
+    /// Embedder id.
+    pub embedder: String,
+    /// Seconds spent indexing (0 when the index was reused whole).
+    pub index_seconds: f64,
+    /// Documents indexed in this run (the rest were already in the index).
+    pub documents_indexed: usize,
+    /// Seconds spent running the queries through every route.
+    pub query_seconds: f64,
+    /// Systems, in name order.
+    pub systems: Vec<SystemReport>,
+    /// The system with the highest primary metric.
+    pub best: String,
+    /// The best system against each other one.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// Runs the evaluation and writes `runs/<system>.trec`, `report.json` and `report.md` into
+/// `out_dir`. The index in `index_dir` is reused: documents already in it are not embedded
+/// again.
+pub fn run_retrieval(
+    dataset: &BeirDataset,
+    index_dir: &Path,
+    out_dir: &Path,
+    embedder: Arc<dyn Embedder>,
+    embedder_source: Option<String>,
+    settings: &RetrievalSettings,
+) -> Result<RetrievalReport, RunnerError> {
+    let Some((primary, _)) = settings.metrics.first() else {
+        return Err(RunnerError::Invalid("no metric to compute".into()));
+    };
+    let docs: Vec<TextDocument> = dataset
+        .corpus
+        .iter()
+        .map(|d| TextDocument {
+            id: d.id.clone(),
+            text: d.full_text(),
+        })
+        .collect();
+    info!(documents = docs.len(), "indexing the corpus");
+    let index_report = index_texts(
+        index_dir,
+        &docs,
+        embedder.as_ref(),
+        embedder_source,
+        &IndexSettings {
+            chunk: settings.chunk,
+            progress: settings.progress,
+            ..IndexSettings::default()
+        },
+    )?;
+    if let Some(f) = index_report
+        .files
+        .iter()
+        .find(|f| f.status == FileStatus::Failed)
+    {
+        return Err(RunnerError::Invalid(format!(
+            "corpus document {} failed to index: {}",
+            f.path,
+            f.reason.as_deref().unwrap_or("unknown reason")
+        )));
+    }
+
+    let mut pipeline = Pipeline::new(Arc::new(Store::open(index_dir)?), Some(embedder.clone()))?;
+    let routes: Vec<&str> = settings.routes.iter().map(String::as_str).collect();
+    pipeline.keep_routes(&routes)?;
+    let queries: Vec<(String, String)> = dataset
+        .queries
+        .iter()
+        .map(|q| (q.id.clone(), q.text.clone()))
+        .collect();
+    let bar = progress_bar(queries.len() as u64, settings.progress);
+    let started = Instant::now();
+    let runs = route_runs(
+        &pipeline,
+        &queries,
+        settings.depth,
+        |path, _page| path.to_string(),
+        || bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    let query_seconds = started.elapsed().as_secs_f64();
+
+    let runs_dir = out_dir.join("runs");
+    std::fs::create_dir_all(&runs_dir).map_err(io_err(&runs_dir))?;
+    let kinds: Vec<Metric> = settings.metrics.iter().map(|(_, m)| *m).collect();
+    let mut systems = Vec::new();
+    for (name, run) in &runs {
+        let file = format!("runs/{name}.trec");
+        let path = out_dir.join(&file);
+        let mut bytes = Vec::new();
+        write_run(run, &format!("folio-{name}"), &mut bytes).map_err(io_err(&path))?;
+        std::fs::write(&path, bytes).map_err(io_err(&path))?;
+        let e = evaluate(&dataset.qrels, run, &kinds, EvalOptions::default());
+        let named = |values: &[f64]| -> BTreeMap<String, f64> {
+            settings
+                .metrics
+                .iter()
+                .map(|(n, _)| n.clone())
+                .zip(values.iter().copied())
+                .collect()
+        };
+        systems.push(SystemReport {
+            name: name.clone(),
+            run_file: file,
+            mean: named(&e.mean),
+            per_query: e
+                .per_query
+                .iter()
+                .map(|(q, v)| (q.clone(), named(v)))
+                .collect(),
+        });
+    }
+    let best = systems
+        .iter()
+        .max_by(|a, b| {
+            a.mean[primary]
+                .total_cmp(&b.mean[primary])
+                .then_with(|| b.name.cmp(&a.name))
+        })
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let comparisons = compare(&systems, &best, primary, settings.permutations);
+    let report = RetrievalReport {
+        dataset: dataset.name.clone(),
+        split: dataset.split.clone(),
+        documents: dataset.corpus.len(),
+        queries: queries.len(),
+        embedder: embedder.info().id.clone(),
+        index_seconds: index_report.seconds,
+        documents_indexed: index_report.count(FileStatus::Indexed),
+        query_seconds,
+        systems,
+        best,
+        comparisons,
+    };
+    let json_path = out_dir.join("report.json");
+    let json = serde_json::to_string_pretty(&report)
+        .map_err(|e| RunnerError::Invalid(format!("report serialisation: {e}")))?;
+    std::fs::write(&json_path, json + "\n").map_err(io_err(&json_path))?;
+    let md_path = out_dir.join("report.md");
+    std::fs::write(&md_path, markdown(&report, &settings.metrics)).map_err(io_err(&md_path))?;
+    Ok(report)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunnerError + '_ {
+    move |source| RunnerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn progress_bar(len: u64, enabled: bool) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} queries ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn compare(
+    systems: &[SystemReport],
+    best: &str,
+    metric: &str,
+    permutations: usize,
+) -> Vec<Comparison> {
+    let Some(b) = systems.iter().find(|s| s.name == best) else {
+        return Vec::new();
+    };
+    systems
+        .iter()
+        .filter(|s| s.name != best)
+        .map(|s| {
+            let diffs: Vec<f64> = b
+                .per_query
+                .iter()
+                .map(|(q, v)| v[metric] - s.per_query.get(q).map_or(0.0, |o| o[metric]))
+                .collect();
+            Comparison {
+                best: best.to_string(),
+                other: s.name.clone(),
+                metric: metric.to_string(),
+                mean_difference: mean(&diffs),
+                p_value: randomisation_test(&diffs, permutations),
+            }
+        })
+        .collect()
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+/// Two-sided paired randomisation (sign-flip) test of "the mean difference is 0": the share of
+/// random sign assignments whose mean difference is at least as far from 0 as the observed one,
+/// counting the observed assignment (so never 0). Seeded, so reports are reproducible.
+pub fn randomisation_test(diffs: &[f64], permutations: usize) -> f64 {
+    let observed = mean(diffs).abs();
+    let mut rng = SplitMix64(0x5eed_f011_0000_0001);
+    let mut at_least = 0usize;
+    for _ in 0..permutations {
+        let mut sum = 0.0;
+        for d in diffs {
+            sum += if rng.next() & 1 == 1 { *d } else { -*d };
+        }
+        // A small slack keeps exact ties (e.g. all-zero differences) counted as ties.
+        if (sum / diffs.len().max(1) as f64).abs() >= observed - 1e-12 {
+            at_least += 1;
+        }
+    }
+    (at_least + 1) as f64 / (permutations + 1) as f64
+}
+
+/// SplitMix64 (Steele, Lea and Flood, 2014): a small, fast, seedable generator.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// The report as Markdown: a table of systems by metric, then the significance tests.
+pub fn markdown(report: &RetrievalReport, metrics: &[(String, Metric)]) -> String {
+    let mut out = format!(
+        "# Retrieval evaluation: {} ({} split)\n\n{} documents, {} queries, embedder `{}`.\n\
+         Indexing: {:.1} s ({} documents embedded in this run); querying all routes: {:.1} s \
+         ({:.1} queries/s).\n\n",
+        report.dataset,
+        report.split,
+        report.documents,
+        report.queries,
+        report.embedder,
+        report.index_seconds,
+        report.documents_indexed,
+        report.query_seconds,
+        report.queries as f64 / report.query_seconds.max(1e-9),
+    );
+    out.push_str("| system |");
+    for (name, _) in metrics {
+        out.push_str(&format!(" {name} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(metrics.len()));
+    out.push('\n');
+    for s in &report.systems {
+        let marker = if s.name == report.best { " (best)" } else { "" };
+        out.push_str(&format!("| {}{marker} |", s.name));
+        for (name, _) in metrics {
+            out.push_str(&format!(" {:.4} |", s.mean[name]));
+        }
+        out.push('\n');
+    }
+    if !report.comparisons.is_empty() {
+        out.push_str(
+            "\nPaired randomisation test (sign flips, 10,000 by default, two-sided) of the best \
+             system against each other on the primary metric:\n\n| best | other | metric | mean \
+             difference | p-value |\n|---|---|---|---:|---:|\n",
+        );
+        for c in &report.comparisons {
+            out.push_str(&format!(
+                "| {} | {} | {} | {:+.4} | {:.4} |\n",
+                c.best, c.other, c.metric, c.mean_difference, c.p_value
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn randomisation_test_separates_real_from_null_differences() {
+        let strong: Vec<f64> = (0..50).map(|i| 0.2 + 0.01 * f64::from(i % 3)).collect();
+        assert!(randomisation_test(&strong, 2000) < 0.01);
+        let null: Vec<f64> = (0..50)
+            .map(|i| if i % 2 == 0 { 0.3 } else { -0.3 })
+            .collect();
+        assert!(randomisation_test(&null, 2000) > 0.5);
+        assert_eq!(randomisation_test(&[0.0; 10], 100), 1.0);
+        // Deterministic.
+        assert_eq!(
+            randomisation_test(&strong[..5], 500),
+            randomisation_test(&strong[..5], 500)
+        );
+    }
+}

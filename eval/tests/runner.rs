@@ -1,0 +1,120 @@
+//! The retrieval runner end to end on a tiny BEIR-layout dataset, with a deterministic
+//! hashing embedder (no model needed).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use folio_core::Embedder;
+use folio_core::testing::HashEmbedder;
+use folio_datasets::BeirDataset;
+use folio_eval::metrics::read_run;
+use folio_eval::runner::{RetrievalSettings, run_retrieval};
+use folio_eval::{EvalOptions, evaluate};
+
+fn settings() -> RetrievalSettings {
+    RetrievalSettings {
+        progress: false,
+        permutations: 500,
+        ..RetrievalSettings::default()
+    }
+}
+
+#[test]
+fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
+    let dataset = BeirDataset::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beir-tiny"),
+        "test",
+    )?;
+    assert_eq!(dataset.queries.len(), 4, "the unjudged query is left out");
+    let out = tempfile::tempdir()?;
+    let index = out.path().join("index");
+    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(64));
+
+    let report = run_retrieval(
+        &dataset,
+        &index,
+        out.path(),
+        embedder.clone(),
+        None,
+        &settings(),
+    )?;
+    assert_eq!(report.documents, 8);
+    assert_eq!(report.documents_indexed, 8);
+    assert_eq!(report.queries, 4);
+    let names: Vec<&str> = report.systems.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["bm25", "dense", "fused"]);
+    for s in &report.systems {
+        for (metric, v) in &s.mean {
+            assert!((0.0..=1.0).contains(v), "{} {metric} {v}", s.name);
+        }
+        // The run file scores the same as the report.
+        let run = read_run(&out.path().join(&s.run_file))?;
+        let metric = "ndcg@10".parse()?;
+        let e = evaluate(&dataset.qrels, &run, &[metric], EvalOptions::default());
+        assert!((e.mean[0] - s.mean["ndcg@10"]).abs() < 1e-12, "{}", s.name);
+    }
+    // BM25 finds the exact-wording queries.
+    let bm25 = &report.systems[0];
+    assert!(bm25.mean["mrr@10"] > 0.7, "{:?}", bm25.mean);
+    assert_eq!(report.comparisons.len(), 2);
+    assert!(
+        report
+            .comparisons
+            .iter()
+            .all(|c| c.best == report.best && (0.0..=1.0).contains(&c.p_value))
+    );
+    let md = std::fs::read_to_string(out.path().join("report.md"))?;
+    assert!(
+        md.contains("| bm25") && md.contains("ndcg@10") && md.contains("p-value"),
+        "{md}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json"))?)?;
+    assert_eq!(json["systems"][2]["name"], "fused");
+
+    // Second run: nothing to embed again.
+    let again = run_retrieval(
+        &dataset,
+        &index,
+        out.path(),
+        embedder.clone(),
+        None,
+        &settings(),
+    )?;
+    assert_eq!(again.documents_indexed, 0);
+    assert_eq!(again.systems, report.systems);
+
+    // A single route; unknown routes are refused with the list of known ones.
+    let bm25_only = RetrievalSettings {
+        routes: vec!["bm25".into()],
+        ..settings()
+    };
+    let r = run_retrieval(
+        &dataset,
+        &index,
+        out.path(),
+        embedder.clone(),
+        None,
+        &bm25_only,
+    )?;
+    assert_eq!(
+        r.systems
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["bm25", "fused"]
+    );
+    let bad = RetrievalSettings {
+        routes: vec!["pages".into()],
+        ..settings()
+    };
+    let err = run_retrieval(&dataset, &index, out.path(), embedder, None, &bad)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("unknown route \"pages\"") && err.contains("bm25, dense"),
+        "{err}"
+    );
+    Ok(())
+}
