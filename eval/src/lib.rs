@@ -7,6 +7,7 @@
 //! [`runner::run_retrieval`] does both on a BEIR-layout dataset and writes a report.
 
 pub mod metrics;
+pub mod plot;
 pub mod runner;
 
 use std::collections::BTreeMap;

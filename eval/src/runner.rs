@@ -18,7 +18,7 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::metrics::{EvalOptions, Metric, evaluate};
-use crate::{route_runs, write_run};
+use crate::{plot, route_runs, write_run};
 
 /// The runner failed.
 #[derive(Debug, Error)]
@@ -136,6 +136,8 @@ pub struct RetrievalReport {
     pub best: String,
     /// The best system against each other one.
     pub comparisons: Vec<Comparison>,
+    /// SVG charts, relative to the output directory.
+    pub plots: Vec<String>,
 }
 
 /// Runs the evaluation and writes `runs/<system>.trec`, `report.json` and `report.md` into
@@ -244,6 +246,7 @@ pub fn run_retrieval(
         .map(|s| s.name.clone())
         .unwrap_or_default();
     let comparisons = compare(&systems, &best, primary, settings.permutations);
+    let plots = write_plots(out_dir, &dataset.name, &systems, &best, &settings.metrics)?;
     let report = RetrievalReport {
         dataset: dataset.name.clone(),
         split: dataset.split.clone(),
@@ -256,6 +259,7 @@ pub fn run_retrieval(
         systems,
         best,
         comparisons,
+        plots,
     };
     let json_path = out_dir.join("report.json");
     let json = serde_json::to_string_pretty(&report)
@@ -264,6 +268,74 @@ pub fn run_retrieval(
     let md_path = out_dir.join("report.md");
     std::fs::write(&md_path, markdown(&report, &settings.metrics)).map_err(io_err(&md_path))?;
     Ok(report)
+}
+
+/// Writes a bar chart per metric and, for the primary metric, a histogram of the per-query
+/// differences between the best system and each other one.
+fn write_plots(
+    out_dir: &Path,
+    dataset: &str,
+    systems: &[SystemReport],
+    best: &str,
+    metrics: &[(String, Metric)],
+) -> Result<Vec<String>, RunnerError> {
+    let dir = out_dir.join("plots");
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let mut files = Vec::new();
+    let mut write = |name: String, svg: String| -> Result<(), RunnerError> {
+        let file = format!("plots/{name}.svg");
+        let path = out_dir.join(&file);
+        std::fs::write(&path, svg).map_err(io_err(&path))?;
+        files.push(file);
+        Ok(())
+    };
+    for (metric, _) in metrics {
+        let values: Vec<(String, f64)> = systems
+            .iter()
+            .map(|s| (s.name.clone(), s.mean[metric]))
+            .collect();
+        let title = format!("{dataset}: mean {metric} per system");
+        write(
+            file_stem(metric),
+            plot::bar_chart(&title, metric, &values, best),
+        )?;
+    }
+    if let (Some((primary, _)), Some(b)) =
+        (metrics.first(), systems.iter().find(|s| s.name == best))
+    {
+        for other in systems.iter().filter(|s| s.name != best) {
+            let diffs: Vec<f64> = b
+                .per_query
+                .iter()
+                .map(|(q, v)| v[primary] - other.per_query.get(q).map_or(0.0, |o| o[primary]))
+                .collect();
+            let title = format!(
+                "{dataset}: per-query {primary}, {best} minus {}",
+                other.name
+            );
+            let axis = format!("{primary} difference ({best} - {})", other.name);
+            write(
+                format!("diff-{}-{best}-vs-{}", file_stem(primary), other.name),
+                plot::difference_histogram(&title, &axis, &diffs),
+            )?;
+        }
+    }
+    Ok(files)
+}
+
+/// A metric name as a file name: `ndcg@10` -> `ndcg_at_10`.
+fn file_stem(metric: &str) -> String {
+    metric
+        .replace('@', "_at_")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunnerError + '_ {
@@ -386,6 +458,12 @@ pub fn markdown(report: &RetrievalReport, metrics: &[(String, Metric)]) -> Strin
         for (name, _) in metrics {
             out.push_str(&format!(" {:.4} |", s.mean[name]));
         }
+        out.push('\n');
+    }
+    if !report.plots.is_empty() {
+        out.push_str("\nCharts: ");
+        let links: Vec<String> = report.plots.iter().map(|p| format!("[{p}]({p})")).collect();
+        out.push_str(&links.join(", "));
         out.push('\n');
     }
     if !report.comparisons.is_empty() {

@@ -68,6 +68,18 @@ fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
         md.contains("| bm25") && md.contains("ndcg@10") && md.contains("p-value"),
         "{md}"
     );
+    for plot in ["plots/ndcg_at_10.svg", "plots/map.svg"] {
+        assert!(report.plots.iter().any(|p| p == plot), "{:?}", report.plots);
+        assert!(std::fs::read_to_string(out.path().join(plot))?.starts_with("<svg"));
+    }
+    assert_eq!(
+        report
+            .plots
+            .iter()
+            .filter(|p| p.starts_with("plots/diff-ndcg_at_10-"))
+            .count(),
+        2
+    );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json"))?)?;
     assert_eq!(json["systems"][2]["name"], "fused");
