@@ -2,7 +2,7 @@
 //! evaluation of a search pipeline over a query set.
 //!
 //! [`route_runs`] asks the pipeline each query and keeps one TREC-style run per system: every
-//! route, and the fused list (`fused`). [`metrics::evaluate`] scores a run against qrels the way
+//! route, and each fusion of them (`rrf`, `weighted`). [`metrics::evaluate`] scores a run against qrels the way
 //! trec_eval does, so the same numbers come out of `folio eval metrics` on the run files.
 //! [`runner::run_retrieval`] does both on a BEIR-layout dataset and writes a report.
 
@@ -13,22 +13,20 @@ pub mod runner;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use folio_core::DocId;
+use folio_core::{DocId, FusedHit, Fuser};
 use folio_search::{Pipeline, SearchError, SearchRequest};
 
 pub use metrics::{EvalOptions, Evaluation, Metric, MetricsError, Qrels, Run, evaluate};
 
-/// Name of the fused system in [`route_runs`]' output.
-pub const FUSED: &str = "fused";
-
-/// Runs each `(query id, text)` through `pipeline` (top `k` pages) and returns one run per
-/// system: each route's list and the fused list. A page's id in the run is
+/// Runs each `(query id, text)` through `pipeline`'s routes and returns one run per system:
+/// each route's list, and each `(name, fuser)`'s fusion of them, top `k`. A page's id in the run is
 /// `corpus_id(document path, page)`; its score decreases with its rank, so trec_eval's
 /// ordering keeps the pipeline's. `on_query` is called after each query (for progress).
 pub fn route_runs(
     pipeline: &Pipeline,
     queries: &[(String, String)],
     k: usize,
+    fusers: &[(&str, &dyn Fuser)],
     corpus_id: impl Fn(&str, u32) -> String,
     mut on_query: impl FnMut(),
 ) -> Result<BTreeMap<String, Run>, SearchError> {
@@ -45,6 +43,10 @@ pub fn route_runs(
             query: text.clone(),
             k,
         })?;
+        let fused: Vec<(&str, Vec<FusedHit>)> = fusers
+            .iter()
+            .map(|(name, f)| (*name, f.fuse(&retrieved.lists, k)))
+            .collect();
         let lists = retrieved
             .lists
             .iter()
@@ -54,10 +56,11 @@ pub fn route_runs(
                     l.hits.iter().map(|h| &h.page).take(k).collect(),
                 )
             })
-            .chain(std::iter::once((
-                FUSED,
-                retrieved.fused.iter().map(|h| &h.page).collect::<Vec<_>>(),
-            )));
+            .chain(
+                fused
+                    .iter()
+                    .map(|(name, hits)| (*name, hits.iter().map(|h| &h.page).collect::<Vec<_>>())),
+            );
         for (system, pages) in lists {
             let n = pages.len();
             let docs = pages

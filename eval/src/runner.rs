@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use folio_core::{ChunkSettings, Embedder};
+use folio_core::{ChunkSettings, Embedder, Fuser};
 use folio_datasets::BeirDataset;
 use folio_indexer::{FileStatus, IndexSettings, TextDocument, index_texts};
-use folio_search::Pipeline;
+use folio_search::{Pipeline, SearchError, fuser_by_name};
 use folio_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -48,8 +48,10 @@ pub enum RunnerError {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RetrievalSettings {
-    /// Routes to run (`bm25`, `dense`); the fused system fuses them.
+    /// Routes to run (`bm25`, `dense`).
     pub routes: Vec<String>,
+    /// Fusions of the routes to evaluate, by name (`rrf`, `weighted`).
+    pub fusions: Vec<String>,
     /// Pages (documents) retrieved per query and system: the depth of the run files.
     pub depth: usize,
     /// Metrics, with the names to report them under; the first is the primary one, used to
@@ -68,6 +70,7 @@ impl Default for RetrievalSettings {
     fn default() -> Self {
         RetrievalSettings {
             routes: vec!["bm25".into(), "dense".into()],
+            fusions: vec!["rrf".into()],
             depth: 100,
             metrics: ["ndcg@10", "recall@100", "mrr@10", "map", "p@5"]
                 .iter()
@@ -86,7 +89,7 @@ impl Default for RetrievalSettings {
 /// One system's scores.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SystemReport {
-    /// `bm25`, `dense`, `fused`, ...
+    /// `bm25`, `dense`, `rrf`, `weighted`, ...
     pub name: String,
     /// The run file, relative to the output directory.
     pub run_file: String,
@@ -194,12 +197,19 @@ pub fn run_retrieval(
         .iter()
         .map(|q| (q.id.clone(), q.text.clone()))
         .collect();
+    let fusers = settings
+        .fusions
+        .iter()
+        .map(|name| Ok((name.as_str(), fuser_by_name(name)?)))
+        .collect::<Result<Vec<_>, SearchError>>()?;
+    let fusers: Vec<(&str, &dyn Fuser)> = fusers.iter().map(|(n, f)| (*n, f.as_ref())).collect();
     let bar = progress_bar(queries.len() as u64, settings.progress);
     let started = Instant::now();
     let runs = route_runs(
         &pipeline,
         &queries,
         settings.depth,
+        &fusers,
         |path, _page| path.to_string(),
         || bar.inc(1),
     )?;

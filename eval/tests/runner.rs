@@ -42,7 +42,7 @@ fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
     assert_eq!(report.documents_indexed, 8);
     assert_eq!(report.queries, 4);
     let names: Vec<&str> = report.systems.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["bm25", "dense", "fused"]);
+    assert_eq!(names, ["bm25", "dense", "rrf"]);
     for s in &report.systems {
         for (metric, v) in &s.mean {
             assert!((0.0..=1.0).contains(v), "{} {metric} {v}", s.name);
@@ -82,7 +82,7 @@ fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
     );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json"))?)?;
-    assert_eq!(json["systems"][2]["name"], "fused");
+    assert_eq!(json["systems"][2]["name"], "rrf");
 
     // Second run: nothing to embed again.
     let again = run_retrieval(
@@ -96,9 +96,11 @@ fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
     assert_eq!(again.documents_indexed, 0);
     assert_eq!(again.systems, report.systems);
 
-    // A single route; unknown routes are refused with the list of known ones.
+    // A single route and two fusions; unknown routes and fusions are refused with the list of
+    // known ones.
     let bm25_only = RetrievalSettings {
         routes: vec!["bm25".into()],
+        fusions: vec!["rrf".into(), "weighted".into()],
         ..settings()
     };
     let r = run_retrieval(
@@ -109,23 +111,38 @@ fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
         None,
         &bm25_only,
     )?;
-    assert_eq!(
-        r.systems
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
-        ["bm25", "fused"]
-    );
-    let bad = RetrievalSettings {
-        routes: vec!["pages".into()],
-        ..settings()
-    };
-    let err = run_retrieval(&dataset, &index, out.path(), embedder, None, &bad)
+    let names: Vec<&str> = r.systems.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["bm25", "rrf", "weighted"]);
+    // Fusing a single list keeps its order.
+    assert_eq!(r.systems[0].mean, r.systems[1].mean);
+    assert_eq!(r.systems[0].mean, r.systems[2].mean);
+    let error = |settings: &RetrievalSettings| {
+        run_retrieval(
+            &dataset,
+            &index,
+            out.path(),
+            embedder.clone(),
+            None,
+            settings,
+        )
         .err()
         .map(|e| e.to_string())
-        .unwrap_or_default();
+        .unwrap_or_default()
+    };
+    let err = error(&RetrievalSettings {
+        routes: vec!["pages".into()],
+        ..settings()
+    });
     assert!(
         err.contains("unknown route \"pages\"") && err.contains("bm25, dense"),
+        "{err}"
+    );
+    let err = error(&RetrievalSettings {
+        fusions: vec!["borda".into()],
+        ..settings()
+    });
+    assert!(
+        err.contains("unknown fusion \"borda\"") && err.contains("rrf, weighted"),
         "{err}"
     );
     Ok(())

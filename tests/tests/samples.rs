@@ -92,7 +92,15 @@ fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow:
         .iter()
         .map(|q| (q.id.clone(), q.text.clone()))
         .collect();
-    let runs = folio_eval::route_runs(&pipeline, &queries, 10, page_corpus_id, || ())?;
+    let rrf = folio_search::Rrf::default();
+    let runs = folio_eval::route_runs(
+        &pipeline,
+        &queries,
+        10,
+        &[("rrf", &rrf)],
+        page_corpus_id,
+        || (),
+    )?;
     let metrics = [Metric::Ndcg(Some(10)), Metric::Success(3)];
     let mut scores = BTreeMap::new();
     println!("system  nDCG@10  success@3");
@@ -121,7 +129,7 @@ fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow:
             q.text
         );
     }
-    assert_eq!(scores["fused"][1], 1.0, "{scores:?}");
+    assert_eq!(scores["rrf"][1], 1.0, "{scores:?}");
     assert!(
         scores["bm25"][0] > 0.5 && scores["dense"][0] > 0.5,
         "{scores:?}"

@@ -64,7 +64,8 @@ struct RetrievalArgs {
     /// Qwen2-VL embedder).
     #[arg(long, default_value = "bm25,dense")]
     routes: String,
-    /// Fusion methods: rrf (the only one so far).
+    /// Fusions to evaluate: rrf (k = 60) and/or weighted (min-max normalised scores, equal
+    /// weights).
     #[arg(long, default_value = "rrf")]
     fusion: String,
     /// Comma-separated metrics; the first is the primary one (best system, significance).
@@ -402,10 +403,12 @@ fn demo(args: DemoArgs) -> Result<()> {
         .iter()
         .map(|q| (q.id.clone(), q.text.clone()))
         .collect();
+    let rrf = folio_search::Rrf::default();
     let runs = folio_eval::route_runs(
         &pipeline,
         &queries,
         10,
+        &[("rrf", &rrf)],
         folio_datasets::page_corpus_id,
         || (),
     )?;
@@ -481,9 +484,6 @@ fn eval_metrics(args: MetricsArgs) -> Result<()> {
 }
 
 fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
-    if args.fusion.split(',').map(str::trim).any(|f| f != "rrf") {
-        bail!("--fusion {:?}: only rrf is implemented so far", args.fusion);
-    }
     let metrics = folio_eval::metrics::parse_metrics(&args.metric)?;
     if metrics.is_empty() {
         bail!("--metric names no metric");
@@ -505,6 +505,11 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
             .routes
             .split(',')
             .map(|r| r.trim().to_string())
+            .collect(),
+        fusions: args
+            .fusion
+            .split(',')
+            .map(|f| f.trim().to_string())
             .collect(),
         depth: args.depth,
         metrics: metrics.clone(),

@@ -223,3 +223,69 @@ fn eval_metrics_prints_a_table_or_json_with_the_names_given() -> anyhow::Result<
     assert!(String::from_utf8_lossy(&out.stderr).contains("listed twice"));
     Ok(())
 }
+
+#[test]
+fn eval_retrieval_writes_runs_report_and_charts() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let dataset = repo("eval/tests/fixtures/beir-tiny");
+    let args = [
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(&dataset),
+        "--out",
+        s(&out),
+        "--fusion",
+        "rrf,weighted",
+    ];
+    let run = folio(&args)?;
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("8 documents, 4 queries"), "{stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
+    let names: Vec<&str> = report["systems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["bm25", "dense", "rrf", "weighted"]);
+    for name in names {
+        assert!(out.join(format!("runs/{name}.trec")).is_file());
+    }
+    assert!(out.join("report.md").is_file() && out.join("plots/ndcg_at_10.svg").is_file());
+    // Reusing the index: nothing is embedded again.
+    let again = folio(&args)?;
+    assert!(again.status.success());
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
+    assert_eq!(report["documents_indexed"], 0);
+
+    let bad = folio(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(&dataset),
+        "--out",
+        s(&out),
+        "--fusion",
+        "borda",
+    ])?;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown fusion \"borda\""));
+    let missing = folio(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(&tmp.path().join("nope")),
+        "--out",
+        s(&out),
+    ])?;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("test.tsv"));
+    Ok(())
+}

@@ -20,60 +20,101 @@ impl Default for Rrf {
     }
 }
 
+/// Weighted fusion of normalised scores: each route's scores are min-max normalised over its
+/// own list (best = 1, worst = 0; a list whose scores are all equal gives 1 to each), multiplied
+/// by the route's weight (1 for routes without one), and summed over the routes that returned
+/// the page. Ties are broken by page key; the passage comes from the best-ranked route, as in
+/// [`Rrf`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Weighted {
+    /// Weight per route name; routes not listed weigh 1.
+    pub weights: BTreeMap<String, f64>,
+}
+
+/// What fusion knows about one page: its rank and normalised score in each route.
 struct Acc {
-    ranks: BTreeMap<String, usize>,
+    /// Route -> (1-based rank, min-max normalised score).
+    routes: BTreeMap<String, (usize, f64)>,
     best_rank: usize,
     passage: Option<PassageId>,
 }
 
-impl Rrf {
-    /// Sums `1 / (k + rank)` in ascending rank order, so that pages with the same ranks get
-    /// bit-identical scores whatever the order of the routes, and tie-breaking stays exact.
-    fn score(&self, ranks: impl Iterator<Item = usize>) -> f64 {
-        let mut ranks: Vec<usize> = ranks.collect();
-        ranks.sort_unstable();
-        ranks.iter().map(|&r| 1.0 / (self.k + r as f64)).sum()
+/// Gathers every page of every list (a route that lists a page twice counts its best rank),
+/// scores each with `score`, and sorts by score, then page key.
+fn fuse_by(lists: &[RankedList], k: usize, score: impl Fn(&Acc) -> f64) -> Vec<FusedHit> {
+    let mut acc: HashMap<&PageKey, Acc> = HashMap::new();
+    for list in lists {
+        let (lo, hi) = list
+            .hits
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| {
+                (lo.min(h.score), hi.max(h.score))
+            });
+        for (i, hit) in list.hits.iter().enumerate() {
+            let rank = i + 1;
+            let a = acc.entry(&hit.page).or_insert_with(|| Acc {
+                routes: BTreeMap::new(),
+                best_rank: usize::MAX,
+                passage: None,
+            });
+            if a.routes.contains_key(&list.route) {
+                continue;
+            }
+            let normalised = if hi > lo {
+                f64::from((hit.score - lo) / (hi - lo))
+            } else {
+                1.0
+            };
+            a.routes.insert(list.route.clone(), (rank, normalised));
+            if rank < a.best_rank {
+                a.best_rank = rank;
+                a.passage = hit.passage;
+            }
+        }
     }
+    let mut fused: Vec<FusedHit> = acc
+        .into_iter()
+        .map(|(page, a)| FusedHit {
+            page: page.clone(),
+            score: score(&a),
+            ranks: a
+                .routes
+                .iter()
+                .map(|(r, (rank, _))| (r.clone(), *rank))
+                .collect(),
+            passage: a.passage,
+        })
+        .collect();
+    fused.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.page.cmp(&b.page))
+    });
+    fused.truncate(k);
+    fused
 }
 
 impl Fuser for Rrf {
     fn fuse(&self, lists: &[RankedList], k: usize) -> Vec<FusedHit> {
-        let mut acc: HashMap<&PageKey, Acc> = HashMap::new();
-        for list in lists {
-            for (i, hit) in list.hits.iter().enumerate() {
-                let rank = i + 1;
-                let a = acc.entry(&hit.page).or_insert_with(|| Acc {
-                    ranks: BTreeMap::new(),
-                    best_rank: usize::MAX,
-                    passage: None,
-                });
-                // A route that (wrongly) lists a page twice counts only its best rank.
-                if a.ranks.contains_key(&list.route) {
-                    continue;
-                }
-                a.ranks.insert(list.route.clone(), rank);
-                if rank < a.best_rank {
-                    a.best_rank = rank;
-                    a.passage = hit.passage;
-                }
-            }
-        }
-        let mut fused: Vec<FusedHit> = acc
-            .into_iter()
-            .map(|(page, a)| FusedHit {
-                page: page.clone(),
-                score: self.score(a.ranks.values().copied()),
-                ranks: a.ranks,
-                passage: a.passage,
-            })
-            .collect();
-        fused.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.page.cmp(&b.page))
-        });
-        fused.truncate(k);
-        fused
+        // Summing in ascending rank order gives pages with the same ranks bit-identical
+        // scores whatever the order of the routes, so tie-breaking stays exact.
+        fuse_by(lists, k, |a| {
+            let mut ranks: Vec<usize> = a.routes.values().map(|(r, _)| *r).collect();
+            ranks.sort_unstable();
+            ranks.iter().map(|&r| 1.0 / (self.k + r as f64)).sum()
+        })
+    }
+}
+
+impl Fuser for Weighted {
+    fn fuse(&self, lists: &[RankedList], k: usize) -> Vec<FusedHit> {
+        // Summed in route-name order: independent of the order of the lists.
+        fuse_by(lists, k, |a| {
+            a.routes
+                .iter()
+                .map(|(route, (_, s))| self.weights.get(route).copied().unwrap_or(1.0) * s)
+                .sum()
+        })
     }
 }
 
@@ -140,6 +181,41 @@ mod tests {
         assert_eq!(Rrf::default().fuse(&[a], 2).len(), 2);
     }
 
+    #[test]
+    fn weighted_normalises_each_route_and_applies_weights() {
+        let mut a = list("bm25", &[page("a", 1), page("b", 1), page("c", 1)]);
+        // bm25 scores 100, 99, 98 -> normalised 1, 0.5, 0.
+        let b = list("dense", &[page("c", 1), page("a", 1)]);
+        // dense scores 100, 99 -> 1, 0.
+        let even = Weighted::default().fuse(&[a.clone(), b.clone()], 10);
+        let scores: Vec<(PageKey, f64)> = even.iter().map(|h| (h.page.clone(), h.score)).collect();
+        assert_eq!(
+            scores,
+            [
+                (page("a", 1), 1.0),
+                (page("c", 1), 1.0),
+                (page("b", 1), 0.5)
+            ]
+        );
+        let dense_heavy = Weighted {
+            weights: [("dense".to_string(), 3.0)].into(),
+        };
+        let fused = dense_heavy.fuse(&[a.clone(), b], 10);
+        assert_eq!(fused[0].page, page("c", 1));
+        assert_eq!(fused[0].score, 3.0);
+        assert_eq!(fused[0].ranks.get("bm25"), Some(&3));
+        // Equal scores in a list all normalise to 1.
+        for h in &mut a.hits {
+            h.score = 5.0;
+        }
+        assert!(
+            Weighted::default()
+                .fuse(&[a], 10)
+                .iter()
+                .all(|h| h.score == 1.0)
+        );
+    }
+
     fn lists_strategy() -> impl Strategy<Value = Vec<Vec<u8>>> {
         // Up to 4 routes, each a list of distinct pages drawn from 0..30.
         prop::collection::vec(
@@ -165,10 +241,29 @@ mod tests {
             for l in &mut lists {
                 l.hits.insert(0, Hit { page: page("d", winner), score: 1e9, passage: None });
             }
-            let fused = Rrf::default().fuse(&lists, 50);
-            prop_assert_eq!(&fused[0].page, &page("d", winner));
-            prop_assert!(fused[0].ranks.values().all(|&r| r == 1));
-            prop_assert_eq!(fused[0].ranks.len(), lists.len());
+            let fusers: [&dyn Fuser; 2] = [&Rrf::default(), &Weighted::default()];
+            for fuser in fusers {
+                let fused = fuser.fuse(&lists, 50);
+                prop_assert_eq!(&fused[0].page, &page("d", winner));
+                prop_assert!(fused[0].ranks.values().all(|&r| r == 1));
+                prop_assert_eq!(fused[0].ranks.len(), lists.len());
+            }
+        }
+
+        #[test]
+        fn weighted_is_deterministic_and_keeps_every_page(raw in lists_strategy()) {
+            let lists = to_lists(&raw);
+            let fused = Weighted::default().fuse(&lists, 1000);
+            let mut reversed = lists.clone();
+            reversed.reverse();
+            // Same pages, scores and ranks whatever the order of the lists.
+            let key = |v: &[FusedHit]| v.iter().map(|h| (h.page.clone(), h.score, h.ranks.clone())).collect::<Vec<_>>();
+            prop_assert_eq!(key(&fused), key(&Weighted::default().fuse(&reversed, 1000)));
+            let total: std::collections::HashSet<_> = lists.iter().flat_map(|l| l.hits.iter().map(|h| h.page.clone())).collect();
+            prop_assert_eq!(fused.len(), total.len());
+            for w in fused.windows(2) {
+                prop_assert!(w[0].score > w[1].score || (w[0].score == w[1].score && w[0].page < w[1].page));
+            }
         }
 
         #[test]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{debug, instrument};
 
-pub use fusion::Rrf;
+pub use fusion::{Rrf, Weighted};
 pub use routes::{Bm25Route, DenseRoute};
 pub use snippet::{SNIPPET_CHARS, snippet};
 
@@ -147,6 +147,22 @@ pub struct Retrieved {
     pub fused: Vec<FusedHit>,
     /// Stage timings.
     pub timings: Timings,
+}
+
+/// Names accepted by [`fuser_by_name`].
+pub const FUSERS: [&str; 2] = ["rrf", "weighted"];
+
+/// Builds a fuser from its name: `rrf` (k = 60) or `weighted` (equal weights, min-max
+/// normalised scores).
+pub fn fuser_by_name(name: &str) -> Result<Box<dyn Fuser>, SearchError> {
+    match name {
+        "rrf" => Ok(Box::new(Rrf::default())),
+        "weighted" => Ok(Box::new(Weighted::default())),
+        other => Err(SearchError::InvalidRequest(format!(
+            "unknown fusion {other:?}; available: {}",
+            FUSERS.join(", ")
+        ))),
+    }
 }
 
 /// Runs searches over one opened index.
