@@ -167,7 +167,7 @@ struct DemoArgs {
     /// Keep the demo index in this directory instead of a temporary one.
     #[arg(long)]
     index: Option<PathBuf>,
-    /// Directory with the sample PDFs, queries.jsonl and qrels.tsv.
+    /// Directory with the sample PDFs, queries.jsonl and qrels.tsv (default: datasets/samples).
     #[arg(long)]
     samples: Option<PathBuf>,
     /// Hits shown per query.
@@ -366,7 +366,15 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 fn demo(args: DemoArgs) -> Result<()> {
-    let samples_dir = args.samples.unwrap_or_else(folio_datasets::samples_dir);
+    // ./datasets/samples when run from a checkout, else the tree this binary was built from.
+    let samples_dir = args.samples.unwrap_or_else(|| {
+        let local = PathBuf::from("datasets/samples");
+        if local.join("queries.jsonl").is_file() {
+            local
+        } else {
+            folio_datasets::samples_dir()
+        }
+    });
     let samples = folio_datasets::SampleSet::load(&samples_dir)?;
     let tmp;
     let index_dir = match args.index {

@@ -289,3 +289,38 @@ fn eval_retrieval_writes_runs_report_and_charts() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("test.tsv"));
     Ok(())
 }
+
+#[test]
+fn demo_indexes_the_samples_and_answers_every_sample_query() -> anyhow::Result<()> {
+    // Run from the repository root, as the README's first command does.
+    let out = Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(["demo", "--k", "1"])
+        .current_dir(repo(""))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("6 indexed, 0 unchanged, 0 failed; 30 pages"),
+        "{text}"
+    );
+    let queries = std::fs::read_to_string(repo("datasets/samples/queries.jsonl"))?
+        .lines()
+        .count();
+    assert_eq!(text.matches("\nquery q").count(), queries, "{text}");
+    assert_eq!(
+        text.matches("\n  1. ").count(),
+        queries,
+        "one hit per query: {text}"
+    );
+    for system in ["bm25", "dense", "rrf"] {
+        assert!(
+            text.contains(&format!("  {system:<6} nDCG@10 ")),
+            "{system}: {text}"
+        );
+    }
+    Ok(())
+}
