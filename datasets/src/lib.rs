@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Loading a dataset failed; the message names the file and the line.
@@ -60,6 +60,64 @@ pub struct SampleSet {
     pub queries: Vec<Query>,
     /// Relevant pages per query; corpus ids are `<file name>#<page>`.
     pub qrels: Qrels,
+}
+
+/// A published result to compare a run with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublishedFigure {
+    /// The Folio system it compares with (`bm25`, `dense`).
+    pub system: &'static str,
+    /// For dense figures: the embedder it was measured with (matched against the embedder id).
+    pub model: Option<&'static str>,
+    /// Metric name as Folio writes it.
+    pub metric: &'static str,
+    /// The published value.
+    pub value: f64,
+    /// Where it is published, with its setup.
+    pub source: &'static str,
+    /// How that setup differs from Folio's.
+    pub setup_difference: &'static str,
+}
+
+const BM25_SETUP: &str = "Folio: tantivy BM25 (k1 1.2, b 0.75), English stemming, title and \
+    text in one field; Anserini/Pyserini: Lucene BM25 (k1 0.9, b 0.4), Porter stemming";
+
+/// Published figures for a dataset, by its directory name (e.g. `beir-scifact`), as commonly
+/// cited (the dataset's README in the shared data lists them); empty for datasets without any.
+/// Check the primary source before quoting one.
+pub fn published_figures(dataset: &str) -> Vec<PublishedFigure> {
+    let name = dataset.to_ascii_lowercase();
+    if !name.contains("scifact") {
+        return Vec::new();
+    }
+    vec![
+        PublishedFigure {
+            system: "bm25",
+            model: None,
+            metric: "ndcg@10",
+            value: 0.665,
+            source: "BEIR paper (Thakur et al., 2021), Anserini multifield index",
+            setup_difference: BM25_SETUP,
+        },
+        PublishedFigure {
+            system: "bm25",
+            model: None,
+            metric: "ndcg@10",
+            value: 0.679,
+            source: "Pyserini BEIR reproduction, flat index (title and text in one field)",
+            setup_difference: BM25_SETUP,
+        },
+        PublishedFigure {
+            system: "dense",
+            model: Some("all-MiniLM-L6-v2"),
+            metric: "ndcg@10",
+            value: 0.645,
+            source: "MTEB leaderboard, sentence-transformers/all-MiniLM-L6-v2",
+            setup_difference: "same model, pooling and truncation; MTEB joins title and text \
+                its own way and searches exhaustively, Folio joins them with a newline and \
+                searches an HNSW index",
+        },
+    ]
 }
 
 /// The directory of the bundled samples in this source tree.
@@ -325,6 +383,17 @@ mod tests {
             "{err}"
         );
         Ok(())
+    }
+
+    #[test]
+    fn published_figures_are_found_by_dataset_name() {
+        let f = published_figures("beir-SciFact");
+        assert_eq!(f.len(), 3);
+        assert!(
+            f.iter()
+                .all(|f| f.metric == "ndcg@10" && (0.0..1.0).contains(&f.value))
+        );
+        assert!(published_figures("beir-tiny").is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio_core::{ChunkSettings, Embedder, Fuser};
-use folio_datasets::BeirDataset;
+use folio_datasets::{BeirDataset, PublishedFigure, published_figures};
 use folio_indexer::{FileStatus, IndexSettings, TextDocument, index_texts};
 use folio_search::{Pipeline, SearchError, fuser_by_name};
 use folio_store::Store;
@@ -141,6 +141,18 @@ pub struct RetrievalReport {
     pub comparisons: Vec<Comparison>,
     /// SVG charts, relative to the output directory.
     pub plots: Vec<String>,
+    /// Published figures for this dataset and the value Folio measured for each.
+    pub published: Vec<PublishedComparison>,
+}
+
+/// A published figure next to Folio's own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublishedComparison {
+    /// The published figure.
+    #[serde(flatten)]
+    pub figure: PublishedFigure,
+    /// What Folio measured for the same system and metric.
+    pub folio: f64,
 }
 
 /// Runs the evaluation and writes `runs/<system>.trec`, `report.json` and `report.md` into
@@ -257,12 +269,25 @@ pub fn run_retrieval(
         .unwrap_or_default();
     let comparisons = compare(&systems, &best, primary, settings.permutations);
     let plots = write_plots(out_dir, &dataset.name, &systems, &best, &settings.metrics)?;
+    let embedder_id = embedder.info().id.clone();
+    let published = published_figures(&dataset.name)
+        .into_iter()
+        .filter(|f| f.model.is_none_or(|m| embedder_id.contains(m)))
+        .filter_map(|figure| {
+            let folio = *systems
+                .iter()
+                .find(|s| s.name == figure.system)?
+                .mean
+                .get(figure.metric)?;
+            Some(PublishedComparison { figure, folio })
+        })
+        .collect();
     let report = RetrievalReport {
         dataset: dataset.name.clone(),
         split: dataset.split.clone(),
         documents: dataset.corpus.len(),
         queries: queries.len(),
-        embedder: embedder.info().id.clone(),
+        embedder: embedder_id,
         index_seconds: index_report.seconds,
         documents_indexed: index_report.count(FileStatus::Indexed),
         query_seconds,
@@ -270,6 +295,7 @@ pub fn run_retrieval(
         best,
         comparisons,
         plots,
+        published,
     };
     let json_path = out_dir.join("report.json");
     let json = serde_json::to_string_pretty(&report)
@@ -469,6 +495,24 @@ pub fn markdown(report: &RetrievalReport, metrics: &[(String, Metric)]) -> Strin
             out.push_str(&format!(" {:.4} |", s.mean[name]));
         }
         out.push('\n');
+    }
+    if !report.published.is_empty() {
+        out.push_str(
+            "\nPublished figures for this dataset, next to Folio's (as commonly cited; check the \
+             primary source before quoting one):\n\n| system | metric | Folio \
+             | published | source | setup difference |\n|---|---|---:|---:|---|---|\n",
+        );
+        for p in &report.published {
+            out.push_str(&format!(
+                "| {} | {} | {:.3} | {:.3} | {} | {} |\n",
+                p.figure.system,
+                p.figure.metric,
+                p.folio,
+                p.figure.value,
+                p.figure.source,
+                p.figure.setup_difference
+            ));
+        }
     }
     if !report.plots.is_empty() {
         out.push_str("\nCharts: ");

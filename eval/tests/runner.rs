@@ -58,6 +58,10 @@ fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
     assert!(bm25.mean["mrr@10"] > 0.7, "{:?}", bm25.mean);
     assert_eq!(report.comparisons.len(), 2);
     assert!(
+        report.published.is_empty(),
+        "no published figures for a made-up dataset"
+    );
+    assert!(
         report
             .comparisons
             .iter()
