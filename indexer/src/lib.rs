@@ -213,6 +213,8 @@ pub fn index_texts(
 /// One indexing run: the writer, the report being built, and what every input needs.
 struct Run<'a> {
     writer: StoreWriter,
+    /// Progress of the run; hidden until `each` starts.
+    bar: ProgressBar,
     embedder: &'a dyn Embedder,
     settings: &'a IndexSettings,
     report: IndexReport,
@@ -228,6 +230,7 @@ impl<'a> Run<'a> {
     ) -> Result<Self, IndexError> {
         Ok(Run {
             writer: StoreWriter::open(index_dir, embedder.info(), embedder_source)?,
+            bar: ProgressBar::hidden(),
             embedder,
             settings,
             report: IndexReport {
@@ -249,7 +252,8 @@ impl<'a> Run<'a> {
         name: impl Fn(usize) -> String,
         mut one: impl FnMut(&mut Self, usize) -> FileReport,
     ) -> Result<IndexReport, IndexError> {
-        let bar = progress_bar(n as u64, unit, self.settings.progress);
+        self.bar = progress_bar(n as u64, unit, self.settings.progress);
+        let bar = self.bar.clone();
         for i in 0..n {
             bar.set_message(name(i));
             let file = one(&mut self, i);
@@ -313,6 +317,13 @@ impl<'a> Run<'a> {
             }
             pages.push(Page { key, text });
         }
+        let short = Path::new(label)
+            .file_name()
+            .map_or_else(|| label.into(), |n| n.to_string_lossy());
+        self.bar.set_message(format!(
+            "{short}: {n_pages} pages, embedding {} passages",
+            passages.len()
+        ));
         let vectors = match embed_passages(self.embedder, &passages) {
             Ok(v) => v,
             Err(reason) => return report(FileStatus::Failed, Some(n_pages), Some(reason)),
