@@ -1,12 +1,18 @@
 //! Dataset loaders and Folio's bundled sample data.
 //!
 //! - [`BeirDataset`]: the BEIR layout (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`).
+//! - [`PageDataset`]: page-image datasets in Parquet (ViDoRe, MMDocIR, M2KR).
 //! - [`SampleSet`]: the PDFs bundled with Folio and their page-level qrels.
 //!
 //! The bundled samples (`datasets/samples/`) are a handful of real, openly licensed PDFs with a
 //! small query set whose relevant pages are known: `queries.jsonl` (`{"id", "text"}` per line)
 //! and `qrels.tsv` (`query-id`, `corpus-id`, `score`, with a header, BEIR style) where a
 //! corpus id is `<file name>#<1-based page>`.
+
+mod pages;
+mod table;
+
+pub use pages::{CorpusItem, PageDataset, ParquetLayout, QueryItem};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +30,27 @@ pub enum DatasetError {
         path: PathBuf,
         /// The error.
         source: std::io::Error,
+    },
+    /// A column of a Parquet file is missing or of the wrong type.
+    #[error("{path}: column {column:?} {message}")]
+    Column {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The files of a dataset do not have the layout asked for.
+    #[error("{0}")]
+    Layout(String),
+    /// A binary file (Parquet) cannot be decoded.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// A line is malformed.
     #[error("{path}, line {line}: {message}")]
