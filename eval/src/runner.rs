@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio_core::{ChunkSettings, Embedder, Fuser};
-use folio_datasets::{BeirDataset, PublishedFigure, published_figures};
-use folio_indexer::{FileStatus, IndexSettings, TextDocument, index_texts};
+use folio_datasets::{
+    BeirDataset, PageDataset, PublishedFigure, Qrels, SampleSet, page_corpus_id, published_figures,
+};
+use folio_indexer::{FileStatus, IndexSettings, TextDocument, index_files, index_texts};
 use folio_search::{Pipeline, SearchError, fuser_by_name};
 use folio_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,9 +59,9 @@ pub struct RetrievalSettings {
     /// Metrics, with the names to report them under; the first is the primary one, used to
     /// pick the best system and for the significance tests.
     pub metrics: Vec<(String, Metric)>,
-    /// Passage cutting; the default keeps each corpus document whole (the embedder truncates
-    /// it), as BEIR's baselines read documents.
-    pub chunk: ChunkSettings,
+    /// Passage cutting. By default text documents stay whole (the embedder truncates them, as
+    /// BEIR's baselines read documents) and PDF pages are cut as `folio index` cuts them.
+    pub chunk: Option<ChunkSettings>,
     /// Draw progress bars.
     pub progress: bool,
     /// Permutations of the randomisation test.
@@ -76,10 +78,7 @@ impl Default for RetrievalSettings {
                 .iter()
                 .filter_map(|m| Some((m.to_string(), m.parse().ok()?)))
                 .collect(),
-            chunk: ChunkSettings {
-                words: 100_000,
-                overlap: 0,
-            },
+            chunk: None,
             progress: true,
             permutations: 10_000,
         }
@@ -155,11 +154,121 @@ pub struct PublishedComparison {
     pub folio: f64,
 }
 
+/// A corpus for the runner to index.
+#[derive(Debug, Clone)]
+pub enum Corpus {
+    /// Text documents, one page each; a document's corpus id is its id.
+    Texts(Vec<TextDocument>),
+    /// PDF files; a page's corpus id is `<file name>#<1-based page>`.
+    Pdfs(Vec<PathBuf>),
+}
+
+/// What the runner evaluates: a corpus, queries and their judgements.
+#[derive(Debug, Clone)]
+pub struct EvalDataset {
+    /// Dataset name, for the report.
+    pub name: String,
+    /// Split of the qrels.
+    pub split: String,
+    /// What to index.
+    pub corpus: Corpus,
+    /// `(query id, text)`.
+    pub queries: Vec<(String, String)>,
+    /// Judgements.
+    pub qrels: Qrels,
+}
+
+impl EvalDataset {
+    /// A BEIR-layout dataset: title and text of each corpus entry as one document.
+    pub fn from_beir(d: &BeirDataset) -> Self {
+        EvalDataset {
+            name: d.name.clone(),
+            split: d.split.clone(),
+            corpus: Corpus::Texts(
+                d.corpus
+                    .iter()
+                    .map(|c| TextDocument {
+                        id: c.id.clone(),
+                        text: c.full_text(),
+                    })
+                    .collect(),
+            ),
+            queries: d
+                .queries
+                .iter()
+                .map(|q| (q.id.clone(), q.text.clone()))
+                .collect(),
+            qrels: d.qrels.clone(),
+        }
+    }
+
+    /// A set of PDFs with page-level qrels, like Folio's bundled samples.
+    pub fn from_pdf_set(set: &SampleSet) -> Self {
+        let (pdfs, _) = folio_indexer::collect_pdfs(std::slice::from_ref(&set.dir));
+        EvalDataset {
+            name: set
+                .dir
+                .file_name()
+                .map_or_else(|| "samples".into(), |n| n.to_string_lossy().into_owned()),
+            split: "all".into(),
+            corpus: Corpus::Pdfs(pdfs),
+            queries: set
+                .queries
+                .iter()
+                .map(|q| (q.id.clone(), q.text.clone()))
+                .collect(),
+            qrels: set.qrels.clone(),
+        }
+    }
+
+    /// The text side of a page-image dataset: corpus items with text (OCR, markdown, passage
+    /// content) and queries with text. Fails when no item has text: such datasets need the
+    /// page-image route.
+    pub fn from_pages(d: &PageDataset, name: &str, split: &str) -> Result<Self, RunnerError> {
+        let docs: Vec<TextDocument> = d
+            .corpus
+            .iter()
+            .filter_map(|c| {
+                let text = c.text.as_deref()?.trim();
+                (!text.is_empty()).then(|| TextDocument {
+                    id: c.id.clone(),
+                    text: text.to_string(),
+                })
+            })
+            .collect();
+        if docs.is_empty() {
+            return Err(RunnerError::Invalid(format!(
+                "{name}: no corpus item has text, so only a page-image route could retrieve \
+                 them; that route arrives with the Qwen2-VL embedder"
+            )));
+        }
+        Ok(EvalDataset {
+            name: name.to_string(),
+            split: split.to_string(),
+            corpus: Corpus::Texts(docs),
+            queries: d
+                .queries
+                .iter()
+                .filter(|q| !q.text.trim().is_empty())
+                .map(|q| (q.id.clone(), q.text.clone()))
+                .collect(),
+            qrels: d.qrels.clone(),
+        })
+    }
+
+    fn documents(&self) -> usize {
+        match &self.corpus {
+            Corpus::Texts(d) => d.len(),
+            Corpus::Pdfs(p) => p.len(),
+        }
+    }
+}
+
 /// Runs the evaluation and writes `runs/<system>.trec`, `report.json` and `report.md` into
 /// `out_dir`. The index in `index_dir` is reused: documents already in it are not embedded
 /// again.
 pub fn run_retrieval(
-    dataset: &BeirDataset,
+    dataset: &EvalDataset,
     index_dir: &Path,
     out_dir: &Path,
     embedder: Arc<dyn Embedder>,
@@ -169,26 +278,35 @@ pub fn run_retrieval(
     let Some((primary, _)) = settings.metrics.first() else {
         return Err(RunnerError::Invalid("no metric to compute".into()));
     };
-    let docs: Vec<TextDocument> = dataset
-        .corpus
-        .iter()
-        .map(|d| TextDocument {
-            id: d.id.clone(),
-            text: d.full_text(),
-        })
-        .collect();
-    info!(documents = docs.len(), "indexing the corpus");
-    let index_report = index_texts(
-        index_dir,
-        &docs,
-        embedder.as_ref(),
-        embedder_source,
-        &IndexSettings {
-            chunk: settings.chunk,
-            progress: settings.progress,
-            ..IndexSettings::default()
+    let chunk = settings.chunk.unwrap_or(match dataset.corpus {
+        Corpus::Texts(_) => ChunkSettings {
+            words: usize::MAX,
+            overlap: 0,
         },
-    )?;
+        Corpus::Pdfs(_) => ChunkSettings::default(),
+    });
+    let index_settings = IndexSettings {
+        chunk,
+        progress: settings.progress,
+        ..IndexSettings::default()
+    };
+    info!(documents = dataset.documents(), "indexing the corpus");
+    let index_report = match &dataset.corpus {
+        Corpus::Texts(docs) => index_texts(
+            index_dir,
+            docs,
+            embedder.as_ref(),
+            embedder_source,
+            &index_settings,
+        )?,
+        Corpus::Pdfs(files) => index_files(
+            index_dir,
+            files,
+            embedder.as_ref(),
+            embedder_source,
+            &index_settings,
+        )?,
+    };
     if let Some(f) = index_report
         .files
         .iter()
@@ -204,11 +322,7 @@ pub fn run_retrieval(
     let mut pipeline = Pipeline::new(Arc::new(Store::open(index_dir)?), Some(embedder.clone()))?;
     let routes: Vec<&str> = settings.routes.iter().map(String::as_str).collect();
     pipeline.keep_routes(&routes)?;
-    let queries: Vec<(String, String)> = dataset
-        .queries
-        .iter()
-        .map(|q| (q.id.clone(), q.text.clone()))
-        .collect();
+    let queries = &dataset.queries;
     let fusers = settings
         .fusions
         .iter()
@@ -217,12 +331,19 @@ pub fn run_retrieval(
     let fusers: Vec<(&str, &dyn Fuser)> = fusers.iter().map(|(n, f)| (*n, f.as_ref())).collect();
     let bar = progress_bar(queries.len() as u64, settings.progress);
     let started = Instant::now();
+    let pdfs = matches!(dataset.corpus, Corpus::Pdfs(_));
     let runs = route_runs(
         &pipeline,
-        &queries,
+        queries,
         settings.depth,
         &fusers,
-        |path, _page| path.to_string(),
+        |path, page| {
+            if pdfs {
+                page_corpus_id(path, page)
+            } else {
+                path.to_string()
+            }
+        },
         || bar.inc(1),
     )?;
     bar.finish_and_clear();
@@ -285,7 +406,7 @@ pub fn run_retrieval(
     let report = RetrievalReport {
         dataset: dataset.name.clone(),
         split: dataset.split.clone(),
-        documents: dataset.corpus.len(),
+        documents: dataset.documents(),
         queries: queries.len(),
         embedder: embedder_id,
         index_seconds: index_report.seconds,

@@ -8,7 +8,7 @@ use folio_core::Embedder;
 use folio_core::testing::HashEmbedder;
 use folio_datasets::BeirDataset;
 use folio_eval::metrics::read_run;
-use folio_eval::runner::{RetrievalSettings, run_retrieval};
+use folio_eval::runner::{EvalDataset, RetrievalSettings, run_retrieval};
 use folio_eval::{EvalOptions, evaluate};
 
 fn settings() -> RetrievalSettings {
@@ -21,10 +21,11 @@ fn settings() -> RetrievalSettings {
 
 #[test]
 fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
-    let dataset = BeirDataset::load(
+    let beir = BeirDataset::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beir-tiny"),
         "test",
     )?;
+    let dataset = EvalDataset::from_beir(&beir);
     assert_eq!(dataset.queries.len(), 4, "the unjudged query is left out");
     let out = tempfile::tempdir()?;
     let index = out.path().join("index");
@@ -149,5 +150,71 @@ fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
         err.contains("unknown fusion \"borda\"") && err.contains("rrf, weighted"),
         "{err}"
     );
+    Ok(())
+}
+
+#[test]
+fn runs_on_the_text_side_of_a_parquet_dataset_and_refuses_image_only_ones() -> anyhow::Result<()> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet");
+    let pages =
+        folio_datasets::PageDataset::load("mmdocir".parse()?, &fixtures.join("mmdocir"), "test")?;
+    let dataset = EvalDataset::from_pages(&pages, "mmdocir-tiny", "test")?;
+    let out = tempfile::tempdir()?;
+    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(64));
+    let report = run_retrieval(
+        &dataset,
+        &out.path().join("index"),
+        out.path(),
+        embedder.clone(),
+        None,
+        &settings(),
+    )?;
+    assert_eq!(report.documents, 5);
+    assert_eq!(report.queries, 3);
+    assert!(
+        report.systems.iter().all(|s| s.mean["recall@100"] > 0.0),
+        "{:?}",
+        report.systems
+    );
+
+    let images_only = folio_datasets::PageDataset::load(
+        "vidore".parse()?,
+        &fixtures.join("vidore/test.parquet"),
+        "test",
+    )?;
+    let err = EvalDataset::from_pages(&images_only, "vidore-tiny", "test")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("no corpus item has text"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn produces_the_report_on_the_bundled_pdf_samples() -> anyhow::Result<()> {
+    let samples = folio_datasets::SampleSet::bundled()?;
+    let dataset = EvalDataset::from_pdf_set(&samples);
+    let out = tempfile::tempdir()?;
+    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(256));
+    let report = run_retrieval(
+        &dataset,
+        &out.path().join("index"),
+        out.path(),
+        embedder,
+        None,
+        &settings(),
+    )?;
+    assert_eq!(report.documents, 6);
+    assert_eq!(report.queries, samples.queries.len());
+    // Page ids in the runs are `<file>#<page>`, so the qrels match: BM25 finds most pages.
+    let bm25 = &report.systems[0];
+    assert_eq!(bm25.name, "bm25");
+    assert!(bm25.mean["ndcg@10"] > 0.7, "{:?}", bm25.mean);
+    let run = std::fs::read_to_string(out.path().join("runs/bm25.trec"))?;
+    assert!(
+        run.lines().any(|l| l.contains("redp5110_sampled.pdf#")),
+        "{run}"
+    );
+    assert!(out.path().join("report.md").is_file());
     Ok(())
 }

@@ -40,7 +40,7 @@ pub fn chunk_text(text: &str, settings: ChunkSettings) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < words.len() {
-        let end = (start + size).min(words.len());
+        let end = start.saturating_add(size).min(words.len());
         let span = &words[start..end];
         let text = span
             .iter()

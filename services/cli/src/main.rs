@@ -48,9 +48,15 @@ enum EvalCommand {
 
 #[derive(Args)]
 struct RetrievalArgs {
-    /// Dataset directory in BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
+    /// Dataset directory: BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), a
+    /// folder of PDFs with queries.jsonl and qrels.tsv (like datasets/samples), or, with
+    /// --layout, a Parquet dataset.
     #[arg(long)]
     dataset: PathBuf,
+    /// Parquet layout of --dataset: vidore, vidore-beir, mmdocir or m2kr (their text side:
+    /// OCR text, markdown or passages; page images need the page route).
+    #[arg(long)]
+    layout: Option<String>,
     /// Qrels split.
     #[arg(long, default_value = "test")]
     split: String,
@@ -496,14 +502,13 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
     if metrics.is_empty() {
         bail!("--metric names no metric");
     }
-    let dataset = folio_datasets::BeirDataset::load(&args.dataset, &args.split)?;
+    let dataset = load_eval_dataset(&args)?;
     let index = args.index.clone().unwrap_or_else(|| args.out.join("index"));
     let existing = Manifest::read(&index)?;
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
     println!(
-        "{}: {} documents, {} queries with {} judgements ({} split)",
+        "{}: {} queries with {} judgements ({} split)",
         dataset.name,
-        dataset.corpus.len(),
         dataset.queries.len(),
         dataset.qrels.values().map(|q| q.len()).sum::<usize>(),
         dataset.split
@@ -534,4 +539,31 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
     print!("{}", folio_eval::runner::markdown(&report, &metrics));
     println!("\nWrote {}", args.out.join("report.md").display());
     Ok(())
+}
+
+/// Reads `--dataset` as the layout it has (or the one `--layout` names).
+fn load_eval_dataset(args: &RetrievalArgs) -> Result<folio_eval::runner::EvalDataset> {
+    use folio_eval::runner::EvalDataset;
+    let dir = &args.dataset;
+    let name = dir.file_name().map_or_else(
+        || "dataset".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    if let Some(layout) = &args.layout {
+        let pages = folio_datasets::PageDataset::load(layout.parse()?, dir, &args.split)?;
+        return Ok(EvalDataset::from_pages(&pages, &name, &args.split)?);
+    }
+    if dir.join("corpus.jsonl").is_file() {
+        let beir = folio_datasets::BeirDataset::load(dir, &args.split)?;
+        return Ok(EvalDataset::from_beir(&beir));
+    }
+    if dir.join("queries.jsonl").is_file() && dir.join("qrels.tsv").is_file() {
+        let set = folio_datasets::SampleSet::load(dir)?;
+        return Ok(EvalDataset::from_pdf_set(&set));
+    }
+    bail!(
+        "{} is neither a BEIR dataset (corpus.jsonl) nor a PDF set (queries.jsonl, qrels.tsv); \
+         for Parquet datasets pass --layout vidore|vidore-beir|mmdocir|m2kr",
+        dir.display()
+    )
 }
