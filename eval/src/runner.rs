@@ -256,7 +256,8 @@ impl EvalDataset {
         })
     }
 
-    fn documents(&self) -> usize {
+    /// Number of documents (text documents or PDF files) in the corpus.
+    pub fn documents(&self) -> usize {
         match &self.corpus {
             Corpus::Texts(d) => d.len(),
             Corpus::Pdfs(p) => p.len(),

@@ -507,8 +507,9 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
     let existing = Manifest::read(&index)?;
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
     println!(
-        "{}: {} queries with {} judgements ({} split)",
+        "{}: {} documents, {} queries with {} judgements ({} split)",
         dataset.name,
+        dataset.documents(),
         dataset.queries.len(),
         dataset.qrels.values().map(|q| q.len()).sum::<usize>(),
         dataset.split
@@ -545,6 +546,9 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
 fn load_eval_dataset(args: &RetrievalArgs) -> Result<folio_eval::runner::EvalDataset> {
     use folio_eval::runner::EvalDataset;
     let dir = &args.dataset;
+    if !dir.exists() {
+        bail!("no such dataset: {}", dir.display());
+    }
     let name = dir.file_name().map_or_else(
         || "dataset".to_string(),
         |n| n.to_string_lossy().into_owned(),

@@ -286,7 +286,17 @@ fn eval_retrieval_writes_runs_report_and_charts() -> anyhow::Result<()> {
         s(&out),
     ])?;
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("test.tsv"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such dataset"));
+    let not_a_dataset = folio(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(tmp.path()),
+        "--out",
+        s(&out),
+    ])?;
+    assert_eq!(not_a_dataset.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_a_dataset.stderr).contains("neither a BEIR dataset"));
     Ok(())
 }
 
