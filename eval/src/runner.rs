@@ -5,16 +5,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use folio_core::{ChunkSettings, Embedder, Fuser};
 use folio_datasets::{
     BeirDataset, PageDataset, PublishedFigure, Qrels, SampleSet, page_corpus_id, published_figures,
 };
-use folio_indexer::{FileStatus, IndexSettings, TextDocument, index_files, index_texts};
+use folio_indexer::{
+    FileStatus, IndexSettings, TextDocument, index_files, index_texts, progress_bar,
+};
 use folio_search::{Pipeline, SearchError, fuser_by_name};
 use folio_store::Store;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use thiserror::Error;
 use tracing::info;
@@ -330,7 +331,7 @@ pub fn run_retrieval(
         .map(|name| Ok((name.as_str(), fuser_by_name(name)?)))
         .collect::<Result<Vec<_>, SearchError>>()?;
     let fusers: Vec<(&str, &dyn Fuser)> = fusers.iter().map(|(n, f)| (*n, f.as_ref())).collect();
-    let bar = progress_bar(queries.len() as u64, settings.progress);
+    let bar = progress_bar(queries.len() as u64, "queries", settings.progress);
     let started = Instant::now();
     let pdfs = matches!(dataset.corpus, Corpus::Pdfs(_));
     let runs = route_runs(
@@ -462,11 +463,7 @@ fn write_plots(
         (metrics.first(), systems.iter().find(|s| s.name == best))
     {
         for other in systems.iter().filter(|s| s.name != best) {
-            let diffs: Vec<f64> = b
-                .per_query
-                .iter()
-                .map(|(q, v)| v[primary] - other.per_query.get(q).map_or(0.0, |o| o[primary]))
-                .collect();
+            let diffs = differences(b, other, primary);
             let title = format!(
                 "{dataset}: per-query {primary}, {best} minus {}",
                 other.name
@@ -503,20 +500,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunnerError + '_ {
     }
 }
 
-fn progress_bar(len: u64, enabled: bool) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} queries ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
 fn compare(
     systems: &[SystemReport],
     best: &str,
@@ -530,11 +513,7 @@ fn compare(
         .iter()
         .filter(|s| s.name != best)
         .map(|s| {
-            let diffs: Vec<f64> = b
-                .per_query
-                .iter()
-                .map(|(q, v)| v[metric] - s.per_query.get(q).map_or(0.0, |o| o[metric]))
-                .collect();
+            let diffs = differences(b, s, metric);
             Comparison {
                 best: best.to_string(),
                 other: s.name.clone(),
@@ -543,6 +522,15 @@ fn compare(
                 p_value: randomisation_test(&diffs, permutations),
             }
         })
+        .collect()
+}
+
+/// Per-query `best - other` on `metric`, over the best system's queries (a query the other
+/// system lacks counts as 0 for it).
+fn differences(best: &SystemReport, other: &SystemReport, metric: &str) -> Vec<f64> {
+    best.per_query
+        .iter()
+        .map(|(q, v)| v[metric] - other.per_query.get(q).map_or(0.0, |o| o[metric]))
         .collect()
 }
 

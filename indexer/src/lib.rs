@@ -345,7 +345,9 @@ impl<'a> Run<'a> {
     }
 }
 
-fn progress_bar(len: u64, unit: &str, enabled: bool) -> ProgressBar {
+/// A progress bar on stderr counting `len` items of `unit`, with rate and ETA; hidden when
+/// `enabled` is false (indicatif also hides it when stderr is not a terminal).
+pub fn progress_bar(len: u64, unit: &str, enabled: bool) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
