@@ -39,10 +39,7 @@ pub fn route_runs(
             .unwrap_or_default()
     };
     for (qid, text) in queries {
-        let retrieved = pipeline.retrieve(&SearchRequest {
-            query: text.clone(),
-            k,
-        })?;
+        let retrieved = pipeline.retrieve(&SearchRequest::new(text.clone(), k))?;
         let fused: Vec<(&str, Vec<FusedHit>)> = fusers
             .iter()
             .map(|(name, f)| (*name, f.fuse(&retrieved.lists, k)))

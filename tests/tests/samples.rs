@@ -111,10 +111,7 @@ fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow:
         scores.insert(system.clone(), e.mean);
     }
     for q in &samples.queries {
-        let response = pipeline.search(&SearchRequest {
-            query: q.text.clone(),
-            k: 3,
-        })?;
+        let response = pipeline.search(&SearchRequest::new(q.text.clone(), 3))?;
         let relevant = &samples.qrels[&q.id];
         let top: Vec<String> = response
             .hits

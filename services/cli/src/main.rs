@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use folio_core::{ChunkSettings, Embedder};
 use folio_eval::{EvalOptions, Metric};
 use folio_indexer::{FileStatus, IndexReport, IndexSettings};
+use folio_models::llm::{Llm, LoadOptions};
 use folio_models::{BertEmbedder, ModelSource};
+use folio_rerank::RerankMode;
 use folio_search::{Pipeline, SearchRequest, SearchResponse};
 use folio_store::{Manifest, Store};
 use tracing_subscriber::EnvFilter;
@@ -140,6 +142,45 @@ struct IndexArgs {
 }
 
 #[derive(Args)]
+struct RankerArgs {
+    /// LLM for the pointwise and listwise re-rankers: a .gguf file, a directory with one, an
+    /// HF model directory or id (default: models/SmolLM2-135M-Instruct-GGUF when present).
+    #[arg(long, env = "FOLIO_RANKER")]
+    ranker: Option<String>,
+    /// Pointwise prompt: built-in name (yes-no-v1, graded-v1) or a JSON template file.
+    #[arg(long, default_value = folio_rerank::prompt::DEFAULT_POINTWISE)]
+    pointwise_prompt: String,
+    /// Listwise prompt: built-in name (permutation-v1) or a JSON template file.
+    #[arg(long, default_value = folio_rerank::prompt::DEFAULT_LISTWISE)]
+    listwise_prompt: String,
+}
+
+#[derive(Args)]
+struct RerankArgs {
+    /// Re-ranking stage: none, pointwise, listwise or vlm.
+    #[arg(long, default_value = "none")]
+    rerank: String,
+    /// Fused pages the re-ranker reads.
+    #[arg(long, default_value_t = 20)]
+    rerank_depth: usize,
+    /// Re-ranker time budget in milliseconds (past it: fused order, marked degraded).
+    #[arg(long, default_value_t = 30_000)]
+    rerank_budget_ms: u64,
+    #[command(flatten)]
+    ranker: RankerArgs,
+}
+
+impl RerankArgs {
+    fn request(&self, query: String, k: usize) -> SearchRequest {
+        let mut r = SearchRequest::new(query, k);
+        r.rerank = self.rerank.clone();
+        r.rerank_depth = self.rerank_depth;
+        r.rerank_budget_ms = self.rerank_budget_ms;
+        r
+    }
+}
+
+#[derive(Args)]
 struct SearchArgs {
     /// The query.
     query: String,
@@ -154,6 +195,8 @@ struct SearchArgs {
     json: bool,
     #[command(flatten)]
     embedder: EmbedderArg,
+    #[command(flatten)]
+    rerank: RerankArgs,
 }
 
 #[derive(Args)]
@@ -166,6 +209,8 @@ struct ServeArgs {
     addr: SocketAddr,
     #[command(flatten)]
     embedder: EmbedderArg,
+    #[command(flatten)]
+    ranker: RankerArgs,
 }
 
 #[derive(Args)]
@@ -321,12 +366,66 @@ fn open_pipeline(index: &Path, embedder: Option<String>) -> Result<Pipeline> {
     Ok(Pipeline::new(Arc::new(store), Some(embedder))?)
 }
 
+/// The default ranker: ./models/SmolLM2-135M-Instruct-GGUF, else the one in this source tree.
+fn default_ranker_dir() -> Option<PathBuf> {
+    let name = "models/SmolLM2-135M-Instruct-GGUF";
+    let local = PathBuf::from(name);
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(name);
+    [local, tree].into_iter().find(|p| p.is_dir())
+}
+
+/// Loads the ranker LLM (when `needed` or given) and registers the pointwise and listwise
+/// re-rankers; the vlm one is registered as unavailable with its reason.
+fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) -> Result<()> {
+    pipeline.add_unavailable_reranker("vlm", folio_rerank::VLM_UNAVAILABLE);
+    let reference = match (&args.ranker, needed) {
+        (Some(r), _) => r.clone(),
+        (None, true) => default_ranker_dir()
+            .map(|p| p.display().to_string())
+            .context(
+                "re-ranking needs an LLM: pass --ranker <gguf|dir|hf-id>, or run \
+                 scripts/fetch-ranker-model.sh for the default SmolLM2",
+            )?,
+        (None, false) => {
+            for name in ["pointwise", "listwise"] {
+                pipeline
+                    .add_unavailable_reranker(name, "no ranker model loaded (start with --ranker)");
+            }
+            return Ok(());
+        }
+    };
+    let llm = Arc::new(
+        Llm::load(
+            &reference,
+            LoadOptions::default(),
+            &folio_models::default_device(),
+        )
+        .with_context(|| format!("loading ranker {reference}"))?,
+    );
+    for (mode, prompt) in [
+        (RerankMode::Pointwise, &args.pointwise_prompt),
+        (RerankMode::Listwise, &args.listwise_prompt),
+    ] {
+        if let Some(r) = folio_rerank::build_reranker(mode, llm.clone(), Some(prompt))? {
+            let name = if mode == RerankMode::Pointwise {
+                "pointwise"
+            } else {
+                "listwise"
+            };
+            pipeline.add_reranker(name, r);
+        }
+    }
+    Ok(())
+}
+
 fn search(args: SearchArgs) -> Result<()> {
-    let pipeline = open_pipeline(&args.index, args.embedder.embedder)?;
-    let response = pipeline.search(&SearchRequest {
-        query: args.query.clone(),
-        k: args.k,
-    })?;
+    let mut pipeline = open_pipeline(&args.index, args.embedder.embedder)?;
+    let request = args.rerank.request(args.query.clone(), args.k);
+    request.validate()?;
+    attach_rerankers(&mut pipeline, &args.rerank.ranker, request.reranks())?;
+    let response = pipeline.search(&request)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&response)?);
     } else {
@@ -339,6 +438,9 @@ fn print_hits(response: &SearchResponse) {
     if response.hits.is_empty() {
         println!("   (no hits)");
     }
+    if let Some(e) = &response.rerank_error {
+        println!("   (degraded: {e}; fused order shown)");
+    }
     for (i, h) in response.hits.iter().enumerate() {
         let name = Path::new(&h.path)
             .file_name()
@@ -349,8 +451,12 @@ fn print_hits(response: &SearchResponse) {
             .map(|(r, rank)| format!("{r} #{rank}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let rerank = h
+            .rerank_score
+            .map(|s| format!("  rerank {s:.4} (fused #{})", h.fused_rank))
+            .unwrap_or_default();
         println!(
-            "{:>3}. {name}  page {}  score {:.4}  [{routes}]  doc {}",
+            "{:>3}. {name}  page {}  score {:.4}{rerank}  [{routes}]  doc {}",
             i + 1,
             h.page,
             h.score,
@@ -361,7 +467,9 @@ fn print_hits(response: &SearchResponse) {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    let pipeline = Arc::new(open_pipeline(&args.index, args.embedder.embedder)?);
+    let mut pipeline = open_pipeline(&args.index, args.embedder.embedder)?;
+    attach_rerankers(&mut pipeline, &args.ranker, false)?;
+    let pipeline = Arc::new(pipeline);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -406,10 +514,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     let pipeline = Pipeline::new(store, Some(dyn_embedder))?;
     for q in &samples.queries {
         println!("\nquery {}: {}", q.id, q.text);
-        let response = pipeline.search(&SearchRequest {
-            query: q.text.clone(),
-            k: args.k,
-        })?;
+        let response = pipeline.search(&SearchRequest::new(q.text.clone(), args.k))?;
         print_hits(&response);
     }
     let queries: Vec<(String, String)> = samples

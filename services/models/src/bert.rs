@@ -7,8 +7,6 @@
 //! `1_Pooling/config.json` says (mean over non-padding tokens, or the CLS token), and L2
 //! normalisation.
 
-use std::path::Path;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
@@ -58,38 +56,15 @@ struct PoolingConfig {
     pooling_mode_mean_sqrt_len_tokens: bool,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::BadFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::BadFile {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
-fn require(dir: &Path, file: &str) -> Result<std::path::PathBuf, ModelError> {
-    let path = dir.join(file);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(ModelError::MissingFile {
-            dir: dir.to_path_buf(),
-            file: file.to_string(),
-        })
-    }
-}
-
 impl BertEmbedder {
     /// Loads a sentence-transformers BERT model from a resolved model directory, in f32.
     pub fn load(source: &ModelSource, device: &Device) -> Result<Self, ModelError> {
         let dir = source.dir.as_path();
-        let config_path = require(dir, "config.json")?;
-        let weights = require(dir, "model.safetensors")?;
-        let tokenizer_path = require(dir, "tokenizer.json")?;
+        let config_path = crate::require(dir, "config.json")?;
+        let weights = crate::require(dir, "model.safetensors")?;
+        let tokenizer_path = crate::require(dir, "tokenizer.json")?;
 
-        let config: Config = read_json(&config_path)?;
+        let config: Config = crate::read_json(&config_path)?;
         if config.model_type.as_deref().is_some_and(|t| t != "bert") {
             return Err(ModelError::Unsupported {
                 dir: dir.to_path_buf(),
@@ -101,7 +76,7 @@ impl BertEmbedder {
         }
 
         let max_tokens = match dir.join("sentence_bert_config.json") {
-            p if p.is_file() => read_json::<SentenceBertConfig>(&p)?
+            p if p.is_file() => crate::read_json::<SentenceBertConfig>(&p)?
                 .max_seq_length
                 .unwrap_or(DEFAULT_MAX_SEQ_LEN),
             _ => DEFAULT_MAX_SEQ_LEN,
@@ -110,7 +85,7 @@ impl BertEmbedder {
 
         let pooling = match dir.join("1_Pooling").join("config.json") {
             p if p.is_file() => {
-                let cfg: PoolingConfig = read_json(&p)?;
+                let cfg: PoolingConfig = crate::read_json(&p)?;
                 match (
                     cfg.pooling_mode_mean_tokens,
                     cfg.pooling_mode_cls_token,

@@ -7,6 +7,9 @@
 //!   L2 normalisation, as sentence-transformers does.
 
 pub mod bert;
+pub mod chat;
+pub mod llama;
+pub mod llm;
 pub mod source;
 
 pub use bert::BertEmbedder;
@@ -18,7 +21,7 @@ pub fn default_device() -> Device {
     Device::Cpu
 }
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -65,4 +68,29 @@ pub enum ModelError {
         /// The candle error.
         source: candle_core::Error,
     },
+}
+
+/// Parses a JSON file of a model directory.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::BadFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::BadFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// `dir/file`, or [`ModelError::MissingFile`] naming both.
+pub(crate) fn require(dir: &Path, file: &str) -> Result<PathBuf, ModelError> {
+    let path = dir.join(file);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ModelError::MissingFile {
+            dir: dir.to_path_buf(),
+            file: file.to_string(),
+        })
+    }
 }

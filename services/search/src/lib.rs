@@ -6,16 +6,17 @@
 //! (document path, page, snippet of the best passage, rank in every route).
 
 mod fusion;
+mod rerank;
 mod routes;
 mod snippet;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use folio_core::{
-    EmbedError, Embedder, FusedHit, Fuser, MAX_K, PreparedQuery, QueryInput, RankedList,
-    RetrieveError, Route,
+    Candidate, EmbedError, Embedder, FusedHit, Fuser, MAX_K, PreparedQuery, QueryInput, RankedList,
+    Reranker, RetrieveError, Route,
 };
 use folio_store::Store;
 use serde::{Deserialize, Serialize};
@@ -57,13 +58,55 @@ pub struct SearchRequest {
     /// Number of pages to return, 1..=1000.
     #[serde(default = "default_k")]
     pub k: usize,
+    /// Re-ranking stage: `none` (default), `pointwise`, `listwise` or `vlm`.
+    #[serde(default = "default_rerank")]
+    pub rerank: String,
+    /// How many fused pages the re-ranker reads, 1..=100.
+    #[serde(default = "default_rerank_depth")]
+    pub rerank_depth: usize,
+    /// Time budget of the re-ranker in milliseconds; past it the fused order is returned with
+    /// `degraded: true`.
+    #[serde(default = "default_rerank_budget_ms")]
+    pub rerank_budget_ms: u64,
 }
 
 fn default_k() -> usize {
     10
 }
+fn default_rerank() -> String {
+    NO_RERANK.into()
+}
+fn default_rerank_depth() -> usize {
+    20
+}
+fn default_rerank_budget_ms() -> u64 {
+    30_000
+}
+
+/// The re-ranking stage name that means "fused order".
+pub const NO_RERANK: &str = "none";
+/// Largest accepted `rerank_depth`.
+pub const MAX_RERANK_DEPTH: usize = 100;
+/// Largest accepted `rerank_budget_ms` (10 minutes).
+pub const MAX_RERANK_BUDGET_MS: u64 = 600_000;
 
 impl SearchRequest {
+    /// A request for the top `k` pages, without re-ranking.
+    pub fn new(query: impl Into<String>, k: usize) -> Self {
+        SearchRequest {
+            query: query.into(),
+            k,
+            rerank: default_rerank(),
+            rerank_depth: default_rerank_depth(),
+            rerank_budget_ms: default_rerank_budget_ms(),
+        }
+    }
+
+    /// True when a re-ranking stage is requested.
+    pub fn reranks(&self) -> bool {
+        self.rerank != NO_RERANK
+    }
+
     /// Checks the request; the error message names the field at fault.
     pub fn validate(&self) -> Result<(), SearchError> {
         if self.query.trim().is_empty() {
@@ -81,6 +124,18 @@ impl SearchRequest {
             return Err(SearchError::InvalidRequest(format!(
                 "k must be between 1 and {MAX_K}, got {}",
                 self.k
+            )));
+        }
+        if self.rerank_depth == 0 || self.rerank_depth > MAX_RERANK_DEPTH {
+            return Err(SearchError::InvalidRequest(format!(
+                "rerank_depth must be between 1 and {MAX_RERANK_DEPTH}, got {}",
+                self.rerank_depth
+            )));
+        }
+        if self.rerank_budget_ms == 0 || self.rerank_budget_ms > MAX_RERANK_BUDGET_MS {
+            return Err(SearchError::InvalidRequest(format!(
+                "rerank_budget_ms must be between 1 and {MAX_RERANK_BUDGET_MS}, got {}",
+                self.rerank_budget_ms
             )));
         }
         Ok(())
@@ -116,6 +171,11 @@ pub struct SearchHit {
     /// The best passage.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passage: Option<PassageSpan>,
+    /// 1-based rank after fusion, before re-ranking.
+    pub fused_rank: usize,
+    /// Re-ranker score, when this page was re-ranked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_score: Option<f64>,
 }
 
 /// Time spent in each stage, in milliseconds.
@@ -127,6 +187,9 @@ pub struct Timings {
     pub routes_ms: BTreeMap<String, f64>,
     /// Fusion and building hits.
     pub fuse_ms: f64,
+    /// The re-ranking stage.
+    #[serde(default)]
+    pub rerank_ms: f64,
 }
 
 /// The answer to a search.
@@ -134,6 +197,14 @@ pub struct Timings {
 pub struct SearchResponse {
     /// Pages, best first.
     pub hits: Vec<SearchHit>,
+    /// The re-ranker that ordered the hits (`none` when none ran).
+    pub reranker: String,
+    /// True when the requested re-ranker failed or ran out of time and the fused order was
+    /// returned instead.
+    pub degraded: bool,
+    /// Why the re-ranker failed, when `degraded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_error: Option<String>,
     /// Stage timings.
     pub timings: Timings,
 }
@@ -171,6 +242,8 @@ pub struct Pipeline {
     embedder: Option<Arc<dyn Embedder>>,
     routes: Vec<Box<dyn Route>>,
     fuser: Box<dyn Fuser>,
+    /// Re-rankers by request name, or why one cannot run.
+    rerankers: BTreeMap<String, Result<Arc<dyn Reranker>, String>>,
 }
 
 impl Pipeline {
@@ -201,7 +274,47 @@ impl Pipeline {
             embedder,
             routes,
             fuser: Box::new(Rrf::default()),
+            rerankers: BTreeMap::new(),
         })
+    }
+
+    /// Makes `reranker` available to requests under `name` (`pointwise`, `listwise`, ...).
+    pub fn add_reranker(&mut self, name: &str, reranker: Arc<dyn Reranker>) {
+        self.rerankers.insert(name.to_string(), Ok(reranker));
+    }
+
+    /// Records why the re-ranker `name` cannot run, so requests for it get that reason.
+    pub fn add_unavailable_reranker(&mut self, name: &str, reason: &str) {
+        self.rerankers
+            .insert(name.to_string(), Err(reason.to_string()));
+    }
+
+    /// Names a request may put in `rerank`.
+    pub fn reranker_names(&self) -> Vec<&str> {
+        std::iter::once(NO_RERANK)
+            .chain(
+                self.rerankers
+                    .iter()
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(n, _)| n.as_str()),
+            )
+            .collect()
+    }
+
+    fn reranker(&self, name: &str) -> Result<Option<&Arc<dyn Reranker>>, SearchError> {
+        if name == NO_RERANK {
+            return Ok(None);
+        }
+        match self.rerankers.get(name) {
+            Some(Ok(r)) => Ok(Some(r)),
+            Some(Err(reason)) => Err(SearchError::InvalidRequest(format!(
+                "re-ranker {name:?} is unavailable: {reason}"
+            ))),
+            None => Err(SearchError::InvalidRequest(format!(
+                "re-ranker {name:?} is not loaded here; available: {}",
+                self.reranker_names().join(", ")
+            ))),
+        }
     }
 
     /// The index this pipeline reads.
@@ -282,23 +395,75 @@ impl Pipeline {
         })
     }
 
-    /// Runs a search and builds the hits.
+    /// Runs a search: retrieval, fusion, the requested re-ranker over the top
+    /// `rerank_depth` fused pages (fused order and `degraded` if it fails), and the hits.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, SearchError> {
-        let retrieved = self.retrieve(request)?;
-        let started = Instant::now();
-        let hits = retrieved
-            .fused
-            .iter()
-            .map(|h| self.hit(h, &request.query))
-            .collect();
+        request.validate()?;
+        let reranker = self.reranker(&request.rerank)?;
+        let mut fused_request = request.clone();
+        if reranker.is_some() {
+            fused_request.k = request.k.max(request.rerank_depth);
+        }
+        let retrieved = self.retrieve(&fused_request)?;
         let mut timings = retrieved.timings;
+        let fused = retrieved.fused;
+
+        let started = Instant::now();
+        let outcome = match reranker {
+            None => rerank::Outcome::fused(fused.len(), None),
+            Some(r) => {
+                let candidates: Vec<Candidate> = fused
+                    .iter()
+                    .map(|h| Candidate {
+                        hit: h.clone(),
+                        text: self.passage_text(h).unwrap_or_default(),
+                    })
+                    .collect();
+                rerank::rerank(
+                    r.as_ref(),
+                    &request.query,
+                    &candidates,
+                    request.rerank_depth,
+                    Duration::from_millis(request.rerank_budget_ms),
+                )
+            }
+        };
+        timings.rerank_ms = ms(started);
+
+        let started = Instant::now();
+        let hits = outcome
+            .order
+            .iter()
+            .take(request.k)
+            .map(|&i| self.hit(&fused[i], i + 1, outcome.scores[i], &request.query))
+            .collect();
         timings.fuse_ms += ms(started);
-        Ok(SearchResponse { hits, timings })
+        Ok(SearchResponse {
+            hits,
+            reranker: reranker.map_or(NO_RERANK, |r| r.name()).to_string(),
+            degraded: outcome.error.is_some(),
+            rerank_error: outcome.error,
+            timings,
+        })
     }
 
-    fn hit(&self, h: &FusedHit, query: &str) -> SearchHit {
+    fn passage_text(&self, h: &FusedHit) -> Option<String> {
+        h.passage
+            .and_then(|id| self.store.passage(id))
+            .map(|p| p.text.clone())
+    }
+
+    fn hit(
+        &self,
+        h: &FusedHit,
+        fused_rank: usize,
+        rerank_score: Option<f64>,
+        query: &str,
+    ) -> SearchHit {
         let passage = h.passage.and_then(|id| self.store.passage(id));
         SearchHit {
+            fused_rank,
+            rerank_score,
             doc_id: h.page.doc_id.to_string(),
             path: self
                 .store
@@ -328,41 +493,37 @@ mod tests {
 
     #[test]
     fn requests_are_validated() {
-        let ok = SearchRequest {
-            query: "tables".into(),
-            k: 10,
-        };
+        let ok = SearchRequest::new("tables", 10);
         assert!(ok.validate().is_ok());
         for (query, k, needle) in [
             ("  ", 10, "empty"),
             ("x", 0, "k must be"),
             ("x", MAX_K + 1, "k must be"),
         ] {
-            let err = SearchRequest {
-                query: query.into(),
-                k,
-            }
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+            let err = SearchRequest::new(query, k)
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains(needle), "{query:?} {k}: {err}");
         }
-        let long = SearchRequest {
-            query: "x".repeat(MAX_QUERY_CHARS + 1),
-            k: 1,
-        };
+        let long = SearchRequest::new("x".repeat(MAX_QUERY_CHARS + 1), 1);
         assert!(long.validate().is_err());
+        let mut deep = SearchRequest::new("x", 1);
+        deep.rerank_depth = MAX_RERANK_DEPTH + 1;
+        assert!(deep.validate().is_err());
+        deep.rerank_depth = 5;
+        deep.rerank_budget_ms = 0;
+        assert!(deep.validate().is_err());
     }
 
     #[test]
     fn unknown_fields_are_rejected() {
         let r: Result<SearchRequest, _> = serde_json::from_str(r#"{"query":"a","kk":3}"#);
         assert!(r.is_err());
-        let r: SearchRequest = serde_json::from_str(r#"{"query":"a"}"#).unwrap_or(SearchRequest {
-            query: String::new(),
-            k: 0,
-        });
-        assert_eq!(r.k, 10);
+        let r: SearchRequest =
+            serde_json::from_str(r#"{"query":"a"}"#).unwrap_or_else(|_| SearchRequest::new("", 0));
+        assert_eq!(r, SearchRequest::new("a", 10));
+        assert!(!r.reranks());
     }
 }

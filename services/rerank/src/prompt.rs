@@ -1,0 +1,176 @@
+//! Prompt templates: versioned JSON files (`prompts/*.json` are built in; users may pass
+//! their own file). Placeholders are `{name}`; inserted text is never scanned again, so a
+//! document containing `{query}` stays as it is.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::RankerError;
+
+/// Which ranker a template is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptKind {
+    /// One prompt per candidate, scored from the next-token distribution.
+    Pointwise,
+    /// One prompt per window of candidates, answered with a permutation.
+    Listwise,
+}
+
+/// A label of a pointwise prompt and the relevance it stands for.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    /// The label as the prompt asks for it.
+    pub text: String,
+    /// Relevance value; the score is the expectation over labels.
+    pub value: f64,
+    /// Surface forms counted as this label (single tokens); default: `text` alone.
+    #[serde(default)]
+    pub forms: Vec<String>,
+}
+
+/// A prompt template file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptTemplate {
+    /// Name, e.g. `yes-no`.
+    pub name: String,
+    /// Version; `name-vN` identifies the template in results.
+    pub version: u32,
+    /// The ranker it is for.
+    pub kind: PromptKind,
+    /// The system message.
+    pub system: String,
+    /// The user message: `{query}` and `{passage}` (pointwise) or `{query}`, `{count}` and
+    /// `{passages}` (listwise).
+    pub user: String,
+    /// Listwise: one candidate's line, with `{id}` and `{passage}`.
+    #[serde(default)]
+    pub item: Option<String>,
+    /// Pointwise: the labels and their values.
+    #[serde(default)]
+    pub labels: Vec<Label>,
+}
+
+/// The built-in templates, by `name-vN`.
+const BUILT_IN: [(&str, &str); 3] = [
+    ("yes-no-v1", include_str!("../prompts/yes-no-v1.json")),
+    ("graded-v1", include_str!("../prompts/graded-v1.json")),
+    (
+        "permutation-v1",
+        include_str!("../prompts/permutation-v1.json"),
+    ),
+];
+
+/// Default pointwise template.
+pub const DEFAULT_POINTWISE: &str = "yes-no-v1";
+/// Default listwise template.
+pub const DEFAULT_LISTWISE: &str = "permutation-v1";
+
+impl PromptTemplate {
+    /// A built-in template by `name-vN`, or a JSON template file by path.
+    pub fn load(name_or_path: &str) -> Result<Self, RankerError> {
+        if let Some((_, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::parse(text, name_or_path);
+        }
+        let path = Path::new(name_or_path);
+        if !path.is_file() {
+            return Err(RankerError::Prompt(format!(
+                "no built-in prompt {name_or_path:?} and no such file; built in: {}",
+                BUILT_IN.map(|(n, _)| n).join(", ")
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RankerError::Prompt(format!("{}: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    fn parse(text: &str, origin: &str) -> Result<Self, RankerError> {
+        let t: PromptTemplate = serde_json::from_str(text)
+            .map_err(|e| RankerError::Prompt(format!("{origin}: {e}")))?;
+        let problem = match t.kind {
+            PromptKind::Pointwise if t.labels.is_empty() => Some("a pointwise prompt needs labels"),
+            PromptKind::Pointwise if !t.user.contains("{passage}") => {
+                Some("a pointwise user message needs {passage}")
+            }
+            PromptKind::Listwise if t.item.is_none() => Some("a listwise prompt needs item"),
+            PromptKind::Listwise if !t.user.contains("{passages}") => {
+                Some("a listwise user message needs {passages}")
+            }
+            _ if !t.user.contains("{query}") => Some("the user message needs {query}"),
+            _ => None,
+        };
+        match problem {
+            Some(p) => Err(RankerError::Prompt(format!("{origin}: {p}"))),
+            None => Ok(t),
+        }
+    }
+
+    /// `name-vN`.
+    pub fn id(&self) -> String {
+        format!("{}-v{}", self.name, self.version)
+    }
+}
+
+/// Replaces each `{name}` in `template` whose name is in `values`; other braces stay.
+pub fn fill(template: &str, values: &BTreeMap<&str, &str>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}').map(|close| (&after[..close], close)) {
+            Some((name, close)) if values.contains_key(name) => {
+                out.push_str(values[name]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_templates_parse() {
+        for (name, _) in BUILT_IN {
+            let t = PromptTemplate::load(name).unwrap();
+            assert_eq!(t.id(), name);
+        }
+    }
+
+    #[test]
+    fn fill_does_not_rescan_inserted_text() {
+        let values = BTreeMap::from([("query", "{passage}"), ("passage", "text {query}")]);
+        assert_eq!(
+            fill("Q: {query} P: {passage} {other} {", &values),
+            "Q: {passage} P: text {query} {other} {"
+        );
+    }
+
+    #[test]
+    fn unknown_prompt_names_the_built_ins() {
+        let err = PromptTemplate::load("nope-v9").unwrap_err().to_string();
+        assert!(err.contains("yes-no-v1"), "{err}");
+    }
+
+    #[test]
+    fn bad_templates_are_rejected() {
+        let no_labels =
+            r#"{"name":"x","version":1,"kind":"pointwise","system":"","user":"{query} {passage}"}"#;
+        assert!(PromptTemplate::parse(no_labels, "t").is_err());
+        let no_item =
+            r#"{"name":"x","version":1,"kind":"listwise","system":"","user":"{query} {passages}"}"#;
+        assert!(PromptTemplate::parse(no_item, "t").is_err());
+    }
+}
