@@ -154,7 +154,8 @@ ROPE_SCALING = {
 }
 MAX_POSITIONS = 131072
 RMS_EPS = 1e-5
-WEIGHT_STD = 0.08  # linear and embedding weights ~ N(0, WEIGHT_STD^2)
+WEIGHT_STD = 0.08  # linear and embedding weights ~ N(0, WEIGHT_STD^2) ...
+QK_STD = 0.2  # ... except q_proj/k_proj: larger, so attention over ~400 keys is far from uniform
 NORM_STD = 0.1  # RMSNorm weights ~ 1 + N(0, NORM_STD^2), so a missing norm weight shows up
 
 # --- prompts ---
@@ -176,8 +177,6 @@ LONG_TEXT = (
     "and readers who arrive early can wait in the reading room, where the newspapers are laid out on "
     "the long oak tables. In the summer the children swim near the mill, and in the winter the water "
     "freezes along the banks. Order 12345 was shipped on 2024-07-23 and should arrive within 3-5 days. "
-    "Question: Which planet is known as the red planet? Answer: Mars. The librarian keeps a list of "
-    "the books that were returned late, and she reminds the readers politely when they come back. "
     "Is the document relevant to the query? Answer yes or no. Yes, the document answers the question."
 )
 LONG_MIN_TOKENS, LONG_MAX_TOKENS = 250, 400
@@ -459,6 +458,8 @@ def init_weights(model: torch.nn.Module) -> dict:
         noise = torch.randn(param.shape, generator=gen, dtype=torch.float32)
         if name.endswith("norm.weight"):
             value = 1.0 + NORM_STD * noise
+        elif name.endswith(("q_proj.weight", "k_proj.weight")):
+            value = QK_STD * noise
         else:
             value = WEIGHT_STD * noise
         tensors[name] = value.contiguous()
@@ -493,10 +494,22 @@ def llama3_inv_freq_f64() -> np.ndarray:
 
 @torch.inference_mode()
 def run_prompt(model, input_ids: list[int]) -> dict:
-    ids = torch.tensor([input_ids])
-    out = model(input_ids=ids, output_hidden_states=True)
-    logits = out.logits[0]
-    final_hidden = model.model(input_ids=ids).last_hidden_state[0]
+    # Hooks record the embedding output and every decoder layer's output (before the final norm):
+    # transformers 5's output_hidden_states replaces the last layer's output with the normed one.
+    captured = []
+
+    def hook(_module, _inputs, output):
+        captured.append((output[0] if isinstance(output, tuple) else output)[0, -1].clone())
+
+    handles = [model.model.embed_tokens.register_forward_hook(hook)]
+    handles += [layer.register_forward_hook(hook) for layer in model.model.layers]
+    try:
+        logits = model(input_ids=torch.tensor([input_ids])).logits[0]
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(captured) == 1 + LAYERS, len(captured)
+    final_hidden = model.model(input_ids=torch.tensor([input_ids])).last_hidden_state[0]
     n = len(input_ids)
     probes = sorted({0, min(1, n - 1), n // 2})
     return {
@@ -504,8 +517,7 @@ def run_prompt(model, input_ids: list[int]) -> dict:
         "probe_positions": probes,
         "probe_logits": [logits[p] for p in probes],
         "final_hidden_last": final_hidden[-1],
-        # embedding output and each decoder layer's output (before the final norm), last position
-        "hidden_states_last": [h[0, -1] for h in out.hidden_states[:-1]],
+        "layer_outputs_last": captured,
         "logits_all": logits,
     }
 
@@ -602,7 +614,7 @@ def main() -> int:
                 "probe_positions": run["probe_positions"],
                 "probe_logits": [Floats(p) for p in run["probe_logits"]],
                 "final_hidden_last": Floats(run["final_hidden_last"]),
-                "hidden_states_last": [Floats(h) for h in run["hidden_states_last"]],
+                "layer_outputs_last": [Floats(h) for h in run["layer_outputs_last"]],
             }
         )
 
@@ -614,7 +626,7 @@ def main() -> int:
     last_row = attn[-1][0, :, -1, :]  # [heads, keys]
     entropy = float(-(last_row * last_row.clamp_min(1e-30).log()).sum(-1).mean())
     print(f"attention entropy at the last long-text position: {entropy:.3f} (uniform: {math.log(n):.3f})")
-    assert entropy < 0.97 * math.log(n), entropy
+    assert entropy < 0.9 * math.log(n), entropy
 
     # Left-padded batch
     pad_id = ids[PAD]
@@ -684,6 +696,19 @@ def main() -> int:
         "generator": GENERATOR,
         "description": "tiny random Llama-3.1-style model in tiny-llama31/; float32 outputs of HF "
         "transformers (eager attention, CPU). Floats are exact float32 values in shortest form.",
+        "fields": {
+            "prompts": "input_ids as HF tokenizes `text` (add_special_tokens as given; the chat prompt "
+            "already starts with <|begin_of_text|>); last_logits = logits at the last position; "
+            "probe_logits[i] = logits at probe_positions[i]; final_hidden_last = output of the final "
+            "RMSNorm at the last position; layer_outputs_last = [embedding, decoder layer 0, decoder "
+            "layer 1] outputs at the last position, before the final norm",
+            "batch": "left-padded rows of the named prompts; position_ids = cumsum(attention_mask) - 1, "
+            "clamped at 0; last_logits computed with that mask and those positions",
+            "chat_cases": "tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt); "
+            "input_ids = the rendered string tokenized with add_special_tokens=False",
+            "tokenize_cases": "ids/tokens with add_special_tokens=False (special tokens in the text are "
+            "still matched); ids_with_special_tokens adds the post-processor's BOS",
+        },
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,

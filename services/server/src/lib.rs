@@ -145,6 +145,7 @@ struct Health {
     documents: usize,
     passages: usize,
     routes: Vec<String>,
+    rerankers: Vec<String>,
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
@@ -157,6 +158,12 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
         routes: state
             .pipeline
             .route_names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        rerankers: state
+            .pipeline
+            .reranker_names()
             .into_iter()
             .map(String::from)
             .collect(),

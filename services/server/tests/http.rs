@@ -5,7 +5,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use folio_core::testing::HashEmbedder;
-use folio_core::{DocId, Document, Embedder, Page, PageKey, Passage};
+use folio_core::{
+    Candidate, DocId, Document, Embedder, Page, PageKey, Passage, RerankBudget, RerankError,
+    Reranked, Reranker,
+};
 use folio_search::Pipeline;
 use folio_store::{Store, StoreWriter};
 use http_body_util::BodyExt;
@@ -149,5 +152,108 @@ async fn healthz_reports_the_index() -> anyhow::Result<()> {
     assert_eq!(v["documents"], 1);
     assert_eq!(v["passages"], 3);
     assert_eq!(v["routes"], serde_json::json!(["bm25", "dense"]));
+    Ok(())
+}
+
+/// Puts the fused list upside down, or runs out of time.
+struct Fake(&'static str);
+
+impl Reranker for Fake {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn rerank(
+        &self,
+        _query: &str,
+        candidates: &[Candidate],
+        budget: RerankBudget,
+    ) -> Result<Vec<Reranked>, RerankError> {
+        if self.0 == "slow" {
+            return Err(RerankError::Timeout(budget.time));
+        }
+        Ok((0..candidates.len())
+            .rev()
+            .map(|index| Reranked {
+                index,
+                score: index as f64,
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn rerank_stage_reorders_reports_and_degrades() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut pipeline = build_index(tmp.path())?;
+    pipeline.add_reranker("reverse", Arc::new(Fake("reverse")));
+    pipeline.add_reranker("slow", Arc::new(Fake("slow")));
+    pipeline.add_unavailable_reranker("vlm", "needs a vision model");
+    let app = folio_server::app(Arc::new(pipeline));
+
+    let (status, fused) = call(
+        app.clone(),
+        post(r#"{"query": "revenue rainfall torque", "k": 3}"#)?,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{fused}");
+    assert_eq!(fused["reranker"], "none");
+    let fused_pages: Vec<&Value> = fused["hits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| &h["page"])
+        .collect();
+    assert_eq!(fused_pages.len(), 3);
+
+    let body =
+        r#"{"query": "revenue rainfall torque", "k": 3, "rerank": "reverse", "rerank_depth": 3}"#;
+    let (status, reranked) = call(app.clone(), post(body)?).await?;
+    assert_eq!(status, StatusCode::OK, "{reranked}");
+    assert_eq!(reranked["reranker"], "reverse");
+    assert_eq!(reranked["degraded"], false);
+    let hits = reranked["hits"].as_array().cloned().unwrap_or_default();
+    let pages: Vec<&Value> = hits.iter().map(|h| &h["page"]).collect();
+    let mut reversed = fused_pages.clone();
+    reversed.reverse();
+    assert_eq!(pages, reversed);
+    assert_eq!(hits[0]["fused_rank"], 3);
+    assert_eq!(hits[0]["rerank_score"], 2.0);
+
+    let body =
+        r#"{"query": "revenue rainfall torque", "k": 3, "rerank": "slow", "rerank_budget_ms": 5}"#;
+    let (status, degraded) = call(app.clone(), post(body)?).await?;
+    assert_eq!(status, StatusCode::OK, "{degraded}");
+    assert_eq!(degraded["degraded"], true);
+    assert!(
+        degraded["rerank_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("out of time")
+    );
+    let pages: Vec<&Value> = degraded["hits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| &h["page"])
+        .collect();
+    assert_eq!(pages, fused_pages);
+    assert!(degraded["hits"][0].get("rerank_score").is_none());
+
+    for (rerank, needle) in [
+        ("vlm", "needs a vision model"),
+        ("rankgpt", "available: none, reverse, slow"),
+    ] {
+        let body = format!(r#"{{"query": "revenue", "rerank": "{rerank}"}}"#);
+        let (status, err) = call(app.clone(), post(body)?).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{rerank}: {message}");
+    }
+
+    let (_, health) = call(app, Request::get("/healthz").body(Body::empty())?).await?;
+    assert_eq!(
+        health["rerankers"],
+        serde_json::json!(["none", "reverse", "slow"])
+    );
     Ok(())
 }
