@@ -12,21 +12,49 @@ pub mod runner;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
-use folio_core::{DocId, FusedHit, Fuser};
+use folio_core::{DocId, FusedHit, Fuser, PageKey, Reranker};
 use folio_search::{Pipeline, SearchError, SearchRequest};
 
 pub use metrics::{EvalOptions, Evaluation, Metric, MetricsError, Qrels, Run, evaluate};
 
+/// The systems [`route_runs`] evaluates besides the routes themselves.
+#[derive(Clone, Copy)]
+pub struct Systems<'a> {
+    /// Fusions of the routes, by name.
+    pub fusers: &'a [(&'a str, &'a dyn Fuser)],
+    /// Re-rankers run over the first fusion's list; their systems are named
+    /// `<fusion>+<name>`. A query whose re-ranking fails keeps the fused order (logged).
+    pub rerankers: &'a [(&'a str, &'a dyn Reranker)],
+    /// Fused pages each re-ranker reads.
+    pub rerank_depth: usize,
+    /// Time budget of one re-ranking.
+    pub rerank_budget: Duration,
+}
+
+impl<'a> Systems<'a> {
+    /// The given fusions, no re-ranking.
+    pub fn fusions(fusers: &'a [(&'a str, &'a dyn Fuser)]) -> Self {
+        Systems {
+            fusers,
+            rerankers: &[],
+            rerank_depth: 20,
+            rerank_budget: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Runs each `(query id, text)` through `pipeline`'s routes and returns one run per system:
-/// each route's list, and each `(name, fuser)`'s fusion of them, top `k`. A page's id in the run is
-/// `corpus_id(document path, page)`; its score decreases with its rank, so trec_eval's
-/// ordering keeps the pipeline's. `on_query` is called after each query (for progress).
+/// each route's list, each fusion of them and each re-ranking of the first fusion (see
+/// [`Systems`]), top `k`. A page's id in the run is `corpus_id(document path, page)`; its
+/// score decreases with its rank, so trec_eval's ordering keeps the pipeline's. `on_query` is
+/// called after each query (for progress).
 pub fn route_runs(
     pipeline: &Pipeline,
     queries: &[(String, String)],
     k: usize,
-    fusers: &[(&str, &dyn Fuser)],
+    systems: Systems<'_>,
     corpus_id: impl Fn(&str, u32) -> String,
     mut on_query: impl FnMut(),
 ) -> Result<BTreeMap<String, Run>, SearchError> {
@@ -40,10 +68,25 @@ pub fn route_runs(
     };
     for (qid, text) in queries {
         let retrieved = pipeline.retrieve(&SearchRequest::new(text.clone(), k))?;
-        let fused: Vec<(&str, Vec<FusedHit>)> = fusers
+        let fused: Vec<(String, Vec<FusedHit>)> = systems
+            .fusers
             .iter()
-            .map(|(name, f)| (*name, f.fuse(&retrieved.lists, k)))
+            .map(|(name, f)| (name.to_string(), f.fuse(&retrieved.lists, k)))
             .collect();
+        let mut reranked: Vec<(String, Vec<&PageKey>)> = Vec::new();
+        if let Some((fusion, hits)) = fused.first() {
+            for (name, reranker) in systems.rerankers {
+                let outcome = pipeline.rerank_fused(
+                    *reranker,
+                    text,
+                    hits,
+                    systems.rerank_depth,
+                    systems.rerank_budget,
+                );
+                let pages = outcome.order.iter().map(|&i| &hits[i].page).collect();
+                reranked.push((format!("{fusion}+{name}"), pages));
+            }
+        }
         let lists = retrieved
             .lists
             .iter()
@@ -53,10 +96,16 @@ pub fn route_runs(
                     l.hits.iter().map(|h| &h.page).take(k).collect(),
                 )
             })
+            .chain(fused.iter().map(|(name, hits)| {
+                (
+                    name.as_str(),
+                    hits.iter().map(|h| &h.page).collect::<Vec<_>>(),
+                )
+            }))
             .chain(
-                fused
+                reranked
                     .iter()
-                    .map(|(name, hits)| (*name, hits.iter().map(|h| &h.page).collect::<Vec<_>>())),
+                    .map(|(name, pages)| (name.as_str(), pages.clone())),
             );
         for (system, pages) in lists {
             let n = pages.len();

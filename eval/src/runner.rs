@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use folio_core::{ChunkSettings, Embedder, Fuser};
+use folio_core::{ChunkSettings, Embedder, Fuser, Reranker};
 use folio_datasets::{
     BeirDataset, PageDataset, PublishedFigure, Qrels, SampleSet, page_corpus_id, published_figures,
 };
@@ -21,7 +21,7 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::metrics::{EvalOptions, Metric, evaluate};
-use crate::{plot, route_runs, write_run};
+use crate::{Systems, plot, route_runs, write_run};
 
 /// The runner failed.
 #[derive(Debug, Error)]
@@ -48,6 +48,24 @@ pub enum RunnerError {
     Invalid(String),
 }
 
+/// A re-ranker to evaluate, under the name its systems get (`rrf+<name>`).
+#[derive(Clone)]
+pub struct NamedReranker {
+    /// System-name suffix, e.g. `pointwise`.
+    pub name: String,
+    /// The re-ranker.
+    pub reranker: Arc<dyn Reranker>,
+}
+
+impl std::fmt::Debug for NamedReranker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamedReranker")
+            .field("name", &self.name)
+            .field("reranker", &self.reranker.name())
+            .finish()
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RetrievalSettings {
@@ -67,6 +85,10 @@ pub struct RetrievalSettings {
     pub progress: bool,
     /// Permutations of the randomisation test.
     pub permutations: usize,
+    /// Re-rankers applied to the first fusion's list.
+    pub rerankers: Vec<NamedReranker>,
+    /// Fused pages each re-ranker reads.
+    pub rerank_depth: usize,
 }
 
 impl Default for RetrievalSettings {
@@ -82,6 +104,8 @@ impl Default for RetrievalSettings {
             chunk: None,
             progress: true,
             permutations: 10_000,
+            rerankers: Vec::new(),
+            rerank_depth: 20,
         }
     }
 }
@@ -334,11 +358,27 @@ pub fn run_retrieval(
     let bar = progress_bar(queries.len() as u64, "queries", settings.progress);
     let started = Instant::now();
     let pdfs = matches!(dataset.corpus, Corpus::Pdfs(_));
+    let rerankers: Vec<(&str, &dyn Reranker)> = settings
+        .rerankers
+        .iter()
+        .map(|r| (r.name.as_str(), r.reranker.as_ref()))
+        .collect();
+    if !rerankers.is_empty() && fusers.is_empty() {
+        return Err(RunnerError::Invalid(
+            "re-ranking needs a fusion to re-rank (--fusion)".into(),
+        ));
+    }
+    let systems = Systems {
+        fusers: &fusers,
+        rerankers: &rerankers,
+        rerank_depth: settings.rerank_depth,
+        rerank_budget: Duration::from_secs(600),
+    };
     let runs = route_runs(
         &pipeline,
         queries,
         settings.depth,
-        &fusers,
+        systems,
         |path, page| {
             if pdfs {
                 page_corpus_id(path, page)

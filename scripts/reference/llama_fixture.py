@@ -262,6 +262,8 @@ def to_json(obj, indent=0) -> str:
     inner = "  " * (indent + 1)
     if isinstance(obj, Floats):
         return "[" + ", ".join(fmt_float(v) for v in obj.values) + "]"
+    if isinstance(obj, np.float32):
+        return fmt_float(obj)
     if isinstance(obj, dict):
         if not obj:
             return "{}"

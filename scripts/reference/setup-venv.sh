@@ -18,6 +18,9 @@
 #   full resolution of torch==2.15.0 transformers==5.23.0 sentence-transformers==6.2.0 on
 #   CPython 3.11 / Linux x86_64 minus the packages named above; the smoke test at the end
 #   checks that the result imports and runs.
+# For smollm2_fixture.py (transformers' GGUF support) the list also pins gguf, accelerate (which
+# transformers requires to load a GGUF model) and psutil (accelerate's one dependency not already
+# here); gguf's `requests` dependency is left out: gguf imports it only to read remote files.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv="$here/.venv"
@@ -26,11 +29,16 @@ python=${PYTHON:-python3}
 torch_version=2.15.0
 transformers_version=5.23.0
 st_version=6.2.0
+gguf_version=0.19.0
+accelerate_version=1.15.0
 
 requirements=$(cat <<EOF
 torch==$torch_version
 transformers==$transformers_version
 sentence-transformers==$st_version
+gguf==$gguf_version
+accelerate==$accelerate_version
+psutil==7.2.2
 nvidia-cublas==13.4.1.3
 nvidia-cuda-cupti==13.2.86
 nvidia-cuda-nvrtc==13.2.86
@@ -87,13 +95,15 @@ typing-inspection==0.4.5
 EOF
 )
 
-# Prints nothing and succeeds when the venv has the pinned versions of the three main packages.
+# Prints nothing and succeeds when the venv has the pinned versions of the main packages.
 have_pins() {
   [ -x "$venv/bin/python" ] || return 1
-  "$venv/bin/python" - "$torch_version" "$transformers_version" "$st_version" <<'PY' 2>/dev/null
+  "$venv/bin/python" - "$torch_version" "$transformers_version" "$st_version" "$gguf_version" \
+    "$accelerate_version" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version, PackageNotFoundError
-want = dict(zip(["torch", "transformers", "sentence-transformers"], sys.argv[1:]))
+names = ["torch", "transformers", "sentence-transformers", "gguf", "accelerate"]
+want = dict(zip(names, sys.argv[1:]))
 try:
     ok = all(version(name) == v for name, v in want.items())
 except PackageNotFoundError:
@@ -122,11 +132,11 @@ echo "installing pinned packages (about 4 GB once installed) ..."
 
 echo "smoke test ..."
 "$venv/bin/python" - <<'PY'
-import torch, transformers, sentence_transformers
+import torch, transformers, sentence_transformers, gguf, accelerate
 x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
 assert float((x @ x.T).sum()) == 83.0
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-      f"sentence-transformers {sentence_transformers.__version__}")
+      f"sentence-transformers {sentence_transformers.__version__}, accelerate {accelerate.__version__}")
 PY
 have_pins || { echo "error: pinned versions not found in $venv after install" >&2; exit 1; }
 echo "reference venv ready: $venv ($(du -sh "$venv" | cut -f1))"

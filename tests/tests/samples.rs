@@ -97,7 +97,7 @@ fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow:
         &pipeline,
         &queries,
         10,
-        &[("rrf", &rrf)],
+        folio_eval::Systems::fusions(&[("rrf", &rrf)]),
         page_corpus_id,
         || (),
     )?;

@@ -1,4 +1,12 @@
-//! The `folio` command line: `index`, `search`, `serve` and `demo`.
+//! The `folio` command line: `index`, `search`, `serve`, `demo`, `eval` and `bench`.
+
+mod bench;
+
+/// mimalloc keeps freed memory for reuse: model inference allocates and frees tens of MB per
+/// layer, which glibc's allocator returns to the OS and faults back in every time (about 15%
+/// of re-ranking time in `folio bench rerank`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use folio_core::{ChunkSettings, Embedder};
+use folio_core::{ChunkSettings, Embedder, Reranker};
 use folio_eval::{EvalOptions, Metric};
 use folio_indexer::{FileStatus, IndexReport, IndexSettings};
 use folio_models::llm::{Llm, LoadOptions};
@@ -38,6 +46,15 @@ enum Command {
     /// Offline evaluation.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Re-ranker throughput and latency on a synthetic candidate list.
+    Rerank(bench::RerankBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -45,7 +62,7 @@ enum EvalCommand {
     /// Score a TREC run against qrels with trec_eval's semantics.
     Metrics(MetricsArgs),
     /// Index a BEIR-layout dataset, run every route and the fusion, score and compare them.
-    Retrieval(RetrievalArgs),
+    Retrieval(Box<RetrievalArgs>),
 }
 
 #[derive(Args)]
@@ -82,6 +99,15 @@ struct RetrievalArgs {
     /// Documents retrieved per query and system.
     #[arg(long, default_value_t = 100)]
     depth: usize,
+    /// Re-rankers to evaluate over the first fusion (systems `<fusion>+<re-ranker>`):
+    /// pointwise and/or listwise.
+    #[arg(long, value_delimiter = ',')]
+    rerank: Vec<String>,
+    /// Fused pages each re-ranker reads.
+    #[arg(long, default_value_t = 20)]
+    rerank_depth: usize,
+    #[command(flatten)]
+    ranker: RankerArgs,
     #[command(flatten)]
     embedder: EmbedderArg,
 }
@@ -246,7 +272,10 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a).map(|()| ExitCode::SUCCESS),
         Command::Demo(a) => demo(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Metrics(a)) => eval_metrics(a).map(|()| ExitCode::SUCCESS),
-        Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(*a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Rerank(a)) => {
+            bench::rerank(a, default_ranker_dir()).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -376,25 +405,19 @@ fn default_ranker_dir() -> Option<PathBuf> {
     [local, tree].into_iter().find(|p| p.is_dir())
 }
 
-/// Loads the ranker LLM (when `needed` or given) and registers the pointwise and listwise
-/// re-rankers; the vlm one is registered as unavailable with its reason.
-fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) -> Result<()> {
-    pipeline.add_unavailable_reranker("vlm", folio_rerank::VLM_UNAVAILABLE);
-    let reference = match (&args.ranker, needed) {
-        (Some(r), _) => r.clone(),
-        (None, true) => default_ranker_dir()
+/// Loads the ranker LLM and builds the re-rankers named in `modes`.
+fn load_rerankers(
+    args: &RankerArgs,
+    modes: &[RerankMode],
+) -> Result<Vec<(&'static str, Arc<dyn Reranker>)>> {
+    let reference = match &args.ranker {
+        Some(r) => r.clone(),
+        None => default_ranker_dir()
             .map(|p| p.display().to_string())
             .context(
                 "re-ranking needs an LLM: pass --ranker <gguf|dir|hf-id>, or run \
                  scripts/fetch-ranker-model.sh for the default SmolLM2",
             )?,
-        (None, false) => {
-            for name in ["pointwise", "listwise"] {
-                pipeline
-                    .add_unavailable_reranker(name, "no ranker model loaded (start with --ranker)");
-            }
-            return Ok(());
-        }
     };
     let llm = Arc::new(
         Llm::load(
@@ -404,18 +427,34 @@ fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) ->
         )
         .with_context(|| format!("loading ranker {reference}"))?,
     );
-    for (mode, prompt) in [
-        (RerankMode::Pointwise, &args.pointwise_prompt),
-        (RerankMode::Listwise, &args.listwise_prompt),
-    ] {
+    let mut out = Vec::new();
+    for &mode in modes {
+        let (name, prompt) = match mode {
+            RerankMode::Pointwise => ("pointwise", &args.pointwise_prompt),
+            RerankMode::Listwise => ("listwise", &args.listwise_prompt),
+            RerankMode::Vlm => ("vlm", &args.pointwise_prompt),
+            RerankMode::None => continue,
+        };
         if let Some(r) = folio_rerank::build_reranker(mode, llm.clone(), Some(prompt))? {
-            let name = if mode == RerankMode::Pointwise {
-                "pointwise"
-            } else {
-                "listwise"
-            };
-            pipeline.add_reranker(name, r);
+            out.push((name, r));
         }
+    }
+    Ok(out)
+}
+
+/// Registers the pointwise and listwise re-rankers on `pipeline` when a ranker model is given
+/// (or `needed`); otherwise records why they are unavailable. The vlm re-ranker is always
+/// unavailable, with its reason.
+fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) -> Result<()> {
+    pipeline.add_unavailable_reranker("vlm", folio_rerank::VLM_UNAVAILABLE);
+    if args.ranker.is_none() && !needed {
+        for name in ["pointwise", "listwise"] {
+            pipeline.add_unavailable_reranker(name, "no ranker model loaded (start with --ranker)");
+        }
+        return Ok(());
+    }
+    for (name, r) in load_rerankers(args, &[RerankMode::Pointwise, RerankMode::Listwise])? {
+        pipeline.add_reranker(name, r);
     }
     Ok(())
 }
@@ -527,7 +566,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         &pipeline,
         &queries,
         10,
-        &[("rrf", &rrf)],
+        folio_eval::Systems::fusions(&[("rrf", &rrf)]),
         folio_datasets::page_corpus_id,
         || (),
     )?;
@@ -607,6 +646,15 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
     if metrics.is_empty() {
         bail!("--metric names no metric");
     }
+    let modes = args
+        .rerank
+        .iter()
+        .map(|m| m.trim().parse::<RerankMode>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let rerankers = match modes.iter().any(|m| *m != RerankMode::None) {
+        true => load_rerankers(&args.ranker, &modes)?,
+        false => Vec::new(),
+    };
     let dataset = load_eval_dataset(&args)?;
     let index = args.index.clone().unwrap_or_else(|| args.out.join("index"));
     let existing = Manifest::read(&index)?;
@@ -632,6 +680,14 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
             .collect(),
         depth: args.depth,
         metrics: metrics.clone(),
+        rerankers: rerankers
+            .into_iter()
+            .map(|(name, reranker)| folio_eval::runner::NamedReranker {
+                name: name.to_string(),
+                reranker,
+            })
+            .collect(),
+        rerank_depth: args.rerank_depth,
         ..Default::default()
     };
     let report = folio_eval::runner::run_retrieval(

@@ -16,6 +16,11 @@ pub use bert::BertEmbedder;
 pub use candle_core::Device;
 pub use source::{ModelSource, resolve_model};
 
+/// Threads candle uses for CPU kernels (`RAYON_NUM_THREADS`, else all cores).
+pub fn cpu_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
 /// The device models run on: the CPU (CUDA arrives with the `cuda` feature).
 pub fn default_device() -> Device {
     Device::Cpu

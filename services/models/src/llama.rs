@@ -625,8 +625,9 @@ impl Llama {
         let rep = c.num_heads / c.num_kv_heads;
         let k = repeat_kv(k, rep)?;
         let v = repeat_kv(v, rep)?;
-        let scale = 1.0 / (c.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        // Scaling q (t x d) is cheaper than scaling the scores (t x t).
+        let q = (q * (1.0 / (c.head_dim as f64).sqrt()))?;
+        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,

@@ -24,6 +24,7 @@ use thiserror::Error;
 use tracing::{debug, instrument};
 
 pub use fusion::{Rrf, Weighted};
+pub use rerank::RerankOutcome;
 pub use routes::{Bm25Route, DenseRoute};
 pub use snippet::{SNIPPET_CHARS, snippet};
 
@@ -410,23 +411,14 @@ impl Pipeline {
 
         let started = Instant::now();
         let outcome = match reranker {
-            None => rerank::Outcome::fused(fused.len(), None),
-            Some(r) => {
-                let candidates: Vec<Candidate> = fused
-                    .iter()
-                    .map(|h| Candidate {
-                        hit: h.clone(),
-                        text: self.passage_text(h).unwrap_or_default(),
-                    })
-                    .collect();
-                rerank::rerank(
-                    r.as_ref(),
-                    &request.query,
-                    &candidates,
-                    request.rerank_depth,
-                    Duration::from_millis(request.rerank_budget_ms),
-                )
-            }
+            None => RerankOutcome::fused(fused.len(), None),
+            Some(r) => self.rerank_fused(
+                r.as_ref(),
+                &request.query,
+                &fused,
+                request.rerank_depth,
+                Duration::from_millis(request.rerank_budget_ms),
+            ),
         };
         timings.rerank_ms = ms(started);
 
@@ -447,10 +439,28 @@ impl Pipeline {
         })
     }
 
-    fn passage_text(&self, h: &FusedHit) -> Option<String> {
-        h.passage
-            .and_then(|id| self.store.passage(id))
-            .map(|p| p.text.clone())
+    /// Re-ranks the top `depth` of `fused` with `reranker` over their best passages' text,
+    /// within `budget`; on failure the fused order, with the reason.
+    pub fn rerank_fused(
+        &self,
+        reranker: &dyn Reranker,
+        query: &str,
+        fused: &[FusedHit],
+        depth: usize,
+        budget: Duration,
+    ) -> RerankOutcome {
+        let candidates: Vec<Candidate> = fused
+            .iter()
+            .map(|h| Candidate {
+                hit: h.clone(),
+                text: h
+                    .passage
+                    .and_then(|id| self.store.passage(id))
+                    .map(|p| p.text.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        rerank::rerank(reranker, query, &candidates, depth, budget)
     }
 
     fn hit(

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use folio_core::{Candidate, RerankBudget, Reranker};
 use tracing::warn;
 
-/// The order the stage settled on.
+/// The order the re-ranking stage settled on.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Outcome {
+pub struct RerankOutcome {
     /// Indices into the fused list, best first; covers every fused hit.
     pub order: Vec<usize>,
     /// Re-ranker score per fused index (None when not re-ranked).
@@ -17,10 +17,10 @@ pub(crate) struct Outcome {
     pub error: Option<String>,
 }
 
-impl Outcome {
+impl RerankOutcome {
     /// The fused order, untouched.
     pub(crate) fn fused(n: usize, error: Option<String>) -> Self {
-        Outcome {
+        RerankOutcome {
             order: (0..n).collect(),
             scores: vec![None; n],
             error,
@@ -37,7 +37,7 @@ pub(crate) fn rerank(
     candidates: &[Candidate],
     depth: usize,
     budget: Duration,
-) -> Outcome {
+) -> RerankOutcome {
     let n = candidates.len();
     let depth = depth.min(n);
     let started = Instant::now();
@@ -51,7 +51,7 @@ pub(crate) fn rerank(
     );
     let fail = |reason: String| {
         warn!(reranker = reranker.name(), %reason, ms = started.elapsed().as_millis(), "re-ranking failed; fused order kept");
-        Outcome::fused(n, Some(reason))
+        RerankOutcome::fused(n, Some(reason))
     };
     let ranked = match result {
         Ok(r) => r,
@@ -84,7 +84,7 @@ pub(crate) fn rerank(
         order.push(r.index);
     }
     order.extend(depth..n);
-    Outcome {
+    RerankOutcome {
         order,
         scores,
         error: None,
