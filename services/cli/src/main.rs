@@ -181,6 +181,17 @@ struct RankerArgs {
     listwise_prompt: String,
 }
 
+impl Default for RankerArgs {
+    /// The default ranker model and prompts, as the flags default to.
+    fn default() -> Self {
+        RankerArgs {
+            ranker: None,
+            pointwise_prompt: folio_rerank::prompt::DEFAULT_POINTWISE.into(),
+            listwise_prompt: folio_rerank::prompt::DEFAULT_LISTWISE.into(),
+        }
+    }
+}
+
 #[derive(Args)]
 struct RerankArgs {
     /// Re-ranking stage: none, pointwise, listwise or vlm.
@@ -250,6 +261,9 @@ struct DemoArgs {
     /// Hits shown per query.
     #[arg(long, default_value_t = 3)]
     k: usize,
+    /// Skip the LLM re-ranking example at the end.
+    #[arg(long)]
+    no_rerank: bool,
     #[command(flatten)]
     embedder: EmbedderArg,
 }
@@ -580,6 +594,28 @@ fn demo(args: DemoArgs) -> Result<()> {
             e.mean[1] * 100.0
         );
     }
+    if args.no_rerank {
+        return Ok(());
+    }
+    let Some(q) = samples.queries.first() else {
+        return Ok(());
+    };
+    if default_ranker_dir().is_none() {
+        println!("\n(LLM re-ranking: run scripts/fetch-ranker-model.sh to see it here)");
+        return Ok(());
+    }
+    let mut pipeline = pipeline;
+    for (name, r) in load_rerankers(&RankerArgs::default(), &[RerankMode::Pointwise])? {
+        pipeline.add_reranker(name, r);
+    }
+    let mut request = SearchRequest::new(q.text.clone(), 5);
+    request.rerank = "pointwise".into();
+    request.rerank_depth = 5;
+    println!(
+        "\nquery {} re-ranked by the default LLM ranker (SmolLM2-135M, pointwise, top 5):",
+        q.id
+    );
+    print_hits(&pipeline.search(&request)?);
     Ok(())
 }
 

@@ -320,12 +320,18 @@ fn demo_indexes_the_samples_and_answers_every_sample_query() -> anyhow::Result<(
     let queries = std::fs::read_to_string(repo("datasets/samples/queries.jsonl"))?
         .lines()
         .count();
-    assert_eq!(text.matches("\nquery q").count(), queries, "{text}");
+    // Each sample query, then the first one again, re-ranked by the default LLM ranker.
+    assert_eq!(text.matches("\nquery q").count(), queries + 1, "{text}");
     assert_eq!(
         text.matches("\n  1. ").count(),
-        queries,
-        "one hit per query: {text}"
+        queries + 1,
+        "one hit per query, then the re-ranked list: {text}"
     );
+    let (_, reranked) = text
+        .split_once("re-ranked by the default LLM ranker")
+        .ok_or_else(|| anyhow::anyhow!("no re-ranking section: {text}"))?;
+    assert_eq!(reranked.matches("  rerank ").count(), 5, "{reranked}");
+    assert!(!reranked.contains("degraded"), "{reranked}");
     for system in ["bm25", "dense", "rrf"] {
         assert!(
             text.contains(&format!("  {system:<6} nDCG@10 ")),

@@ -1,10 +1,14 @@
-//! Candle models behind Folio's [`Embedder`](folio_core::Embedder) seam, one file per model
+//! Candle models behind Folio's [`Embedder`](folio_core::Embedder) and ranker seams, one file per model
 //! family, and the loading of model directories.
 //!
 //! - [`source`]: turns a model reference (a local directory or an HF model id) into a local
 //!   directory: a local path, the HF cache, or (with the `hub` feature) a download.
 //! - [`bert`]: BERT-family sentence embedders (the default, all-MiniLM-L6-v2): mean pooling and
 //!   L2 normalisation, as sentence-transformers does.
+//! - [`llama`]: Llama-family causal LMs (Llama 3.x, SmolLM2) from safetensors or GGUF, with
+//!   padded batches, Llama 3 RoPE scaling and a KV cache.
+//! - [`llm`]: a chat model for ranking: the network, its tokenizer (from `tokenizer.json` or
+//!   GGUF metadata) and its chat template ([`chat`]), with scoring and greedy decoding.
 
 pub mod bert;
 pub mod chat;

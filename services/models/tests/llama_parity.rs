@@ -232,3 +232,38 @@ fn tokenizer_matches_transformers() -> anyhow::Result<()> {
     assert_eq!(llm.stop_ids(), stops.as_slice());
     Ok(())
 }
+
+#[test]
+fn bf16_checkpoints_load_as_f32_on_cpu() -> anyhow::Result<()> {
+    // Llama 3.1 ships bf16 safetensors; on the CPU they are widened to f32 at load. The same
+    // tiny model stored in bf16 must give the reference logits up to bf16 rounding of weights.
+    let (_, reference) = load()?;
+    let src = fixture_dir().join("tiny-llama31");
+    let tmp = tempfile::tempdir()?;
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        std::fs::copy(src.join(f), tmp.path().join(f))?;
+    }
+    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu)?;
+    let bf16: std::collections::HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.to_dtype(candle_core::DType::BF16)?)))
+        .collect::<candle_core::Result<_>>()?;
+    candle_core::safetensors::save(&bf16, tmp.path().join("model.safetensors"))?;
+    let llm = Llm::load(
+        &tmp.path().display().to_string(),
+        LoadOptions::default(),
+        &Device::Cpu,
+    )?;
+    let p = &reference.prompts[0];
+    let hidden = llm.model().last_hidden(&[p.input_ids.as_slice()])?;
+    let logits = row(&llm.model().logits(&hidden)?, 0)?;
+    let err = rel_err(&logits, &p.last_logits);
+    assert!(err <= 5e-2, "bf16 weights: rel err {err}");
+    assert!(err > 0.0, "bf16 rounding should show");
+    Ok(())
+}
