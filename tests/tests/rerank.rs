@@ -12,7 +12,7 @@ use folio_datasets::SampleSet;
 use folio_e2e::repo_root;
 use folio_indexer::{IndexSettings, collect_pdfs, index_files};
 use folio_models::llm::{Llm, LoadOptions};
-use folio_rerank::{RerankMode, build_reranker};
+use folio_rerank::{ListwiseRanker, ListwiseSettings, RerankMode, build_reranker};
 use folio_search::{Pipeline, SearchRequest, SearchResponse};
 use folio_store::Store;
 
@@ -114,6 +114,39 @@ fn tiny_llama_reranks_the_samples_pointwise_and_listwise() -> anyhow::Result<()>
             assert!((0.0..=1.0).contains(&s), "{s}");
         }
     }
+    Ok(())
+}
+
+#[test]
+fn listwise_answers_are_counted() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (pipeline, samples) = samples_pipeline(tmp.path())?;
+    let llm = Arc::new(Llm::load(
+        &tiny_model().display().to_string(),
+        LoadOptions::default(),
+        &folio_models::default_device(),
+    )?);
+    let ranker = ListwiseRanker::new(
+        llm,
+        ListwiseSettings {
+            window: 4,
+            step: 2,
+            ..ListwiseSettings::default()
+        },
+    )?;
+    let retrieved = pipeline.retrieve(&SearchRequest::new(samples.queries[0].text.clone(), 8))?;
+    let outcome = pipeline.rerank_fused(
+        &ranker,
+        &samples.queries[0].text,
+        &retrieved.fused,
+        8,
+        std::time::Duration::from_secs(600),
+    );
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    // Windows of 4 moving by 2 over 8 candidates: (4, 8), (2, 6), (0, 4).
+    let (answers, repaired) = ranker.answer_counts();
+    assert_eq!(answers, 3);
+    assert!(repaired <= answers);
     Ok(())
 }
 

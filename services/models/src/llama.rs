@@ -445,11 +445,6 @@ impl Llama {
         self.inv_freq.to_vec1()
     }
 
-    /// The device the weights live on.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
     /// Final-norm hidden states of the last token of each prompt, `(batch, hidden)`, f32.
     /// Prompts are left-padded into one batch; each gets the result it would get alone.
     pub fn last_hidden(&self, prompts: &[&[u32]]) -> CResult<Tensor> {

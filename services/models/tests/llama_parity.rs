@@ -9,10 +9,12 @@ use std::path::PathBuf;
 
 use candle_core::Tensor;
 use folio_models::Device;
-use folio_models::chat::ChatMessage;
 use folio_models::llama::KvCache;
 use folio_models::llm::{Llm, LoadOptions};
 use serde::Deserialize;
+
+mod common;
+use common::ChatCase;
 
 const REL_TOL: f32 = 1e-4;
 
@@ -53,21 +55,6 @@ struct Batch {
     input_ids: Vec<Vec<u32>>,
     attention_mask: Vec<Vec<u32>>,
     last_logits: Vec<Vec<f32>>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    role: String,
-    content: String,
-}
-
-#[derive(Deserialize)]
-struct ChatCase {
-    name: String,
-    messages: Vec<Message>,
-    add_generation_prompt: bool,
-    rendered: String,
-    input_ids: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -202,16 +189,7 @@ fn incremental_decoding_matches_a_full_pass() -> anyhow::Result<()> {
 #[test]
 fn chat_template_renders_byte_for_byte() -> anyhow::Result<()> {
     let (llm, reference) = load()?;
-    for case in &reference.chat_cases {
-        let messages: Vec<ChatMessage> = case
-            .messages
-            .iter()
-            .map(|m| ChatMessage::new(&m.role, m.content.clone()))
-            .collect();
-        let rendered = llm.render(&messages, case.add_generation_prompt)?;
-        assert_eq!(rendered, case.rendered, "{}", case.name);
-        assert_eq!(llm.encode(&rendered)?, case.input_ids, "{}: ids", case.name);
-    }
+    common::check_chat_cases(&llm, &reference.chat_cases)?;
     Ok(())
 }
 

@@ -13,9 +13,11 @@
 use std::path::PathBuf;
 
 use folio_models::Device;
-use folio_models::chat::ChatMessage;
 use folio_models::llm::{Llm, LoadOptions};
 use serde::Deserialize;
+
+mod common;
+use common::ChatCase;
 
 fn model_path() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,21 +42,6 @@ struct TokenizeCase {
     text: String,
     ids: Vec<u32>,
     decoded: String,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    role: String,
-    content: String,
-}
-
-#[derive(Deserialize)]
-struct ChatCase {
-    name: String,
-    messages: Vec<Message>,
-    add_generation_prompt: bool,
-    rendered: String,
-    input_ids: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -91,16 +78,7 @@ fn gguf_tokenizer_and_chat_template_match_the_reference() -> anyhow::Result<()> 
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         assert_eq!(decoded, case.decoded, "{:?}", case.text);
     }
-    for case in &reference.chat_cases {
-        let messages: Vec<ChatMessage> = case
-            .messages
-            .iter()
-            .map(|m| ChatMessage::new(&m.role, m.content.clone()))
-            .collect();
-        let rendered = llm.render(&messages, case.add_generation_prompt)?;
-        assert_eq!(rendered, case.rendered, "{}", case.name);
-        assert_eq!(llm.encode(&rendered)?, case.input_ids, "{}: ids", case.name);
-    }
+    common::check_chat_cases(&llm, &reference.chat_cases)?;
     // <|im_end|> ends a turn.
     assert!(llm.stop_ids().contains(&2), "{:?}", llm.stop_ids());
     Ok(())

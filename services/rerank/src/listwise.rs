@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use folio_core::{Candidate, RerankBudget, RerankError, Reranked, Reranker};
-use folio_models::chat::ChatMessage;
 use folio_models::llm::{Llm, LlmError, Stop};
 use tracing::{debug, warn};
 
@@ -140,14 +139,7 @@ pub struct ListwiseRanker {
 impl ListwiseRanker {
     /// Loads the prompt template.
     pub fn new(llm: Arc<Llm>, settings: ListwiseSettings) -> Result<Self, RankerError> {
-        let template = PromptTemplate::load(&settings.prompt)?;
-        if template.kind != PromptKind::Listwise {
-            return Err(RankerError::Prompt(format!(
-                "{} is a {:?} prompt, not listwise",
-                template.id(),
-                template.kind
-            )));
-        }
+        let template = PromptTemplate::load_kind(&settings.prompt, PromptKind::Listwise)?;
         let name = format!("listwise/{}", template.id());
         Ok(ListwiseRanker {
             llm,
@@ -190,10 +182,7 @@ impl ListwiseRanker {
             ("count", count.as_str()),
             ("passages", listed.as_str()),
         ]);
-        let messages = [
-            ChatMessage::new("system", self.template.system.clone()),
-            ChatMessage::new("user", fill(&self.template.user, &values)),
-        ];
+        let messages = self.template.messages(&values);
         self.llm.encode(&self.llm.render(&messages, true)?)
     }
 }

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use folio_core::{Candidate, RerankBudget, RerankError, Reranked, Reranker};
-use folio_models::chat::ChatMessage;
 use folio_models::llm::{Llm, LlmError};
 use tracing::debug;
 
-use crate::prompt::{DEFAULT_POINTWISE, PromptKind, PromptTemplate, fill};
+use crate::prompt::{DEFAULT_POINTWISE, PromptKind, PromptTemplate};
 use crate::{RankerError, clean_and_truncate};
 
 /// Pointwise ranker settings.
@@ -55,14 +54,7 @@ impl PointwiseRanker {
     /// Loads the prompt and resolves each label form to a single token; a label with no
     /// single-token form is an error naming it.
     pub fn new(llm: Arc<Llm>, settings: PointwiseSettings) -> Result<Self, RankerError> {
-        let template = PromptTemplate::load(&settings.prompt)?;
-        if template.kind != PromptKind::Pointwise {
-            return Err(RankerError::Prompt(format!(
-                "{} is a {:?} prompt, not pointwise",
-                template.id(),
-                template.kind
-            )));
-        }
+        let template = PromptTemplate::load_kind(&settings.prompt, PromptKind::Pointwise)?;
         let mut labels = Vec::with_capacity(template.labels.len());
         for label in &template.labels {
             let forms = match label.forms.is_empty() {
@@ -101,10 +93,7 @@ impl PointwiseRanker {
         let query = self.llm.strip_special_tokens(query);
         let passage = clean_and_truncate(&self.llm, passage, self.settings.max_passage_tokens)?;
         let values = BTreeMap::from([("query", query.as_str()), ("passage", passage.as_str())]);
-        let messages = [
-            ChatMessage::new("system", self.template.system.clone()),
-            ChatMessage::new("user", fill(&self.template.user, &values)),
-        ];
+        let messages = self.template.messages(&values);
         self.llm.encode(&self.llm.render(&messages, true)?)
     }
 

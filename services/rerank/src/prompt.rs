@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use folio_models::chat::ChatMessage;
 use serde::Deserialize;
 
 use crate::RankerError;
@@ -109,9 +110,30 @@ impl PromptTemplate {
         }
     }
 
+    /// [`PromptTemplate::load`], refusing a template made for the other kind of ranker.
+    pub fn load_kind(name_or_path: &str, kind: PromptKind) -> Result<Self, RankerError> {
+        let t = Self::load(name_or_path)?;
+        if t.kind != kind {
+            return Err(RankerError::Prompt(format!(
+                "{} is a {:?} prompt, not {kind:?}",
+                t.id(),
+                t.kind
+            )));
+        }
+        Ok(t)
+    }
+
     /// `name-vN`.
     pub fn id(&self) -> String {
         format!("{}-v{}", self.name, self.version)
+    }
+
+    /// The system message and the user message with `values` filled in.
+    pub fn messages(&self, values: &BTreeMap<&str, &str>) -> [ChatMessage; 2] {
+        [
+            ChatMessage::new("system", self.system.clone()),
+            ChatMessage::new("user", fill(&self.user, values)),
+        ]
     }
 }
 
@@ -156,6 +178,14 @@ mod tests {
             fill("Q: {query} P: {passage} {other} {", &values),
             "Q: {passage} P: text {query} {other} {"
         );
+    }
+
+    #[test]
+    fn a_template_for_the_other_ranker_is_refused() {
+        let err = PromptTemplate::load_kind("permutation-v1", PromptKind::Pointwise)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not Pointwise"), "{err}");
     }
 
     #[test]
