@@ -612,7 +612,8 @@ fn demo(args: DemoArgs) -> Result<()> {
     request.rerank = "pointwise".into();
     request.rerank_depth = 5;
     println!(
-        "\nquery {} re-ranked by the default LLM ranker (SmolLM2-135M, pointwise, top 5):",
+        "\nquery {} re-ranked by the default LLM ranker (SmolLM2-135M, pointwise, top 5; a \
+         135M-parameter test model: it shows the path, not ranking quality, see README):",
         q.id
     );
     print_hits(&pipeline.search(&request)?);

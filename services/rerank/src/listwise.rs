@@ -220,7 +220,8 @@ impl Reranker for ListwiseRanker {
             self.answers.fetch_add(1, Ordering::Relaxed);
             if !repairs.is_clean() {
                 self.repaired.fetch_add(1, Ordering::Relaxed);
-                warn!(ranker = %self.name, ?repairs, answer = %answer.text, "repaired a permutation");
+                let excerpt: String = answer.text.chars().take(120).collect();
+                warn!(ranker = %self.name, ?repairs, answer = ?excerpt, "repaired a permutation");
             }
             let reordered: Vec<usize> = perm.iter().map(|&p| ids[p]).collect();
             order.splice(start..end, reordered);
