@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use folio_core::{ChunkSettings, Embedder, Reranker};
+use folio_core::{ChunkSettings, DocId, Embedder, Reranker};
 use folio_eval::{EvalOptions, Metric};
 use folio_indexer::{FileStatus, IndexReport, IndexSettings};
 use folio_models::llm::{Llm, LoadOptions};
 use folio_models::{BertEmbedder, ModelSource};
 use folio_rerank::RerankMode;
 use folio_search::{Pipeline, SearchRequest, SearchResponse};
-use folio_store::{Manifest, Store};
+use folio_store::{CommitOutcome, Manifest, Store, StoreWriter};
 use tracing_subscriber::EnvFilter;
 
 /// Folio: retrieval and ranking for visually rich PDFs.
@@ -37,6 +37,8 @@ struct Cli {
 enum Command {
     /// Index PDF files and directories (recursively) into an index directory.
     Index(IndexArgs),
+    /// Remove documents (by id or by the path they were indexed from) from every route.
+    Delete(DeleteArgs),
     /// Search an index and print the fused hits.
     Search(SearchArgs),
     /// Serve the HTTP API over an index.
@@ -218,6 +220,16 @@ impl RerankArgs {
 }
 
 #[derive(Args)]
+struct DeleteArgs {
+    /// Document ids (16 hex digits, as search prints them) or indexed file paths.
+    #[arg(required = true)]
+    documents: Vec<String>,
+    /// Index directory.
+    #[arg(long)]
+    index: PathBuf,
+}
+
+#[derive(Args)]
 struct SearchArgs {
     /// The query.
     query: String,
@@ -282,6 +294,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Index(a) => index(a),
+        Command::Delete(a) => delete(a),
         Command::Search(a) => search(a).map(|()| ExitCode::SUCCESS),
         Command::Serve(a) => serve(a).map(|()| ExitCode::SUCCESS),
         Command::Demo(a) => demo(a).map(|()| ExitCode::SUCCESS),
@@ -364,6 +377,56 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Removes documents and publishes a new generation; exit 2 when some were not found (the
+/// others are removed), 1 when none was.
+fn delete(args: DeleteArgs) -> Result<ExitCode> {
+    let manifest = Manifest::read(&args.index)?
+        .with_context(|| format!("{} is not a Folio index", args.index.display()))?;
+    // Deleting needs no model: the writer checks the embedder against the manifest's own.
+    let mut writer = StoreWriter::open(
+        &args.index,
+        &manifest.embedder,
+        manifest.embedder_source.clone(),
+    )?;
+    let mut missing = 0;
+    for target in &args.documents {
+        let by_id = writer.document(&DocId(target.clone())).cloned();
+        let by_path = || {
+            let canonical = std::fs::canonicalize(target)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| target.clone());
+            writer
+                .find_by_path(&canonical)
+                .or_else(|| writer.find_by_path(target))
+                .cloned()
+        };
+        match by_id.or_else(by_path) {
+            Some(doc) => {
+                writer.remove(&doc.doc_id);
+                println!(
+                    "removed    {} ({}, {} pages)",
+                    doc.path, doc.doc_id, doc.pages
+                );
+            }
+            None => {
+                missing += 1;
+                println!("not found  {target}: no indexed document has this id or path");
+            }
+        }
+    }
+    let removed = args.documents.len() - missing;
+    if let CommitOutcome::Published { generation } = writer.commit()? {
+        println!("{removed} removed, {missing} not found; generation {generation}");
+    } else {
+        println!("{removed} removed, {missing} not found; index unchanged");
+    }
+    Ok(match (removed, missing) {
+        (_, 0) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::FAILURE,
+        _ => ExitCode::from(2),
     })
 }
 

@@ -340,3 +340,72 @@ fn demo_indexes_the_samples_and_answers_every_sample_query() -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[test]
+fn delete_removes_documents_from_every_route() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let index = tmp.path().join("idx");
+    let a = repo("datasets/samples/multicolumn.pdf");
+    let b = repo("datasets/samples/multi_page.pdf");
+    assert!(
+        folio(&["index", s(&a), s(&b), "--index", s(&index)])?
+            .status
+            .success()
+    );
+    let paths_found = |query: &str| -> anyhow::Result<Vec<String>> {
+        let out = folio(&["search", query, "--index", s(&index), "--json", "--k", "50"])?;
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["path"].as_str().map(String::from))
+            .collect())
+    };
+    let before = paths_found("the")?;
+    assert!(
+        before.iter().any(|p| p.ends_with("multicolumn.pdf")),
+        "{before:?}"
+    );
+
+    // By path; an unknown id alongside makes it a partial success (exit 2).
+    let out = folio(&["delete", "--index", s(&index), s(&a), "0123456789abcdef"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("removed") && text.contains("not found  0123456789abcdef"),
+        "{text}"
+    );
+    let after = paths_found("the")?;
+    assert!(!after.is_empty());
+    assert!(
+        after.iter().all(|p| p.ends_with("multi_page.pdf")),
+        "{after:?}"
+    );
+
+    // By document id, as search prints it.
+    let out = folio(&["search", "the", "--index", s(&index), "--json", "--k", "1"])?;
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let id = v["hits"][0]["doc_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let out = folio(&["delete", "--index", s(&index), &id])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(paths_found("the")?.is_empty());
+
+    // Nothing found at all: exit 1, index unchanged. Re-indexing a deleted file indexes it again.
+    assert_eq!(
+        folio(&["delete", "--index", s(&index), s(&a)])?
+            .status
+            .code(),
+        Some(1)
+    );
+    let out = folio(&["index", s(&a), "--index", s(&index)])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 indexed"));
+    Ok(())
+}

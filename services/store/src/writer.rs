@@ -216,6 +216,11 @@ impl StoreWriter {
             .find(|d| d.content_hash == content_hash)
     }
 
+    /// The document with this id, if indexed.
+    pub fn document(&self, id: &DocId) -> Option<&Document> {
+        self.docs.get(id).map(|e| &e.doc)
+    }
+
     /// The document indexed from this path, if any.
     pub fn find_by_path(&self, path: &str) -> Option<&Document> {
         self.docs.values().map(|e| &e.doc).find(|d| d.path == path)
