@@ -21,6 +21,7 @@
 
 mod ann;
 mod bm25;
+mod exact;
 mod fsio;
 mod manifest;
 mod writer;
@@ -32,6 +33,7 @@ use folio_core::{DocId, Document, Passage, PassageId};
 use thiserror::Error;
 use tracing::info;
 
+pub use exact::ExactIndex;
 pub use manifest::{FORMAT_VERSION, Manifest};
 pub use writer::{CommitOutcome, StoreWriter};
 
