@@ -449,8 +449,10 @@ impl Pipeline {
         depth: usize,
         budget: Duration,
     ) -> RerankOutcome {
+        // Only the re-ranked head needs its passage text.
         let candidates: Vec<Candidate> = fused
             .iter()
+            .take(depth)
             .map(|h| Candidate {
                 hit: h.clone(),
                 text: h
@@ -460,7 +462,7 @@ impl Pipeline {
                     .unwrap_or_default(),
             })
             .collect();
-        rerank::rerank(reranker, query, &candidates, depth, budget)
+        rerank::rerank(reranker, query, &candidates, fused.len(), budget)
     }
 
     fn hit(

@@ -28,22 +28,22 @@ impl RerankOutcome {
     }
 }
 
-/// Re-ranks the first `depth` of `candidates` (all fused hits, in fused order); the rest keep
-/// their fused order below them. Any failure (error, timeout, an answer that is not a
-/// permutation of the candidates) gives the fused order with the reason.
+/// Re-ranks `candidates`, the head of a fused list of `total` hits; the rest keep their fused
+/// order below them. Any failure (error, timeout, an answer that is not a permutation of the
+/// candidates) gives the fused order with the reason.
 pub(crate) fn rerank(
     reranker: &dyn Reranker,
     query: &str,
     candidates: &[Candidate],
-    depth: usize,
+    total: usize,
     budget: Duration,
 ) -> RerankOutcome {
-    let n = candidates.len();
-    let depth = depth.min(n);
+    let depth = candidates.len();
+    let n = total.max(depth);
     let started = Instant::now();
     let result = reranker.rerank(
         query,
-        &candidates[..depth],
+        candidates,
         RerankBudget {
             max_candidates: depth,
             time: budget,
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn reranks_the_top_and_keeps_the_tail() {
         let c = candidates(&["a", "ccc", "bb", "dddd"]);
-        let out = rerank(&Fake("len"), "q", &c, 3, Duration::from_secs(1));
+        let out = rerank(&Fake("len"), "q", &c[..3], c.len(), Duration::from_secs(1));
         assert_eq!(out.order, vec![1, 2, 0, 3]);
         assert_eq!(out.scores, vec![Some(1.0), Some(3.0), Some(2.0), None]);
         assert!(out.error.is_none());
@@ -179,7 +179,7 @@ mod tests {
             ("duplicate", "twice or out of"),
             ("short", "returned 1 of 3"),
         ] {
-            let out = rerank(&Fake(name), "q", &c, 10, Duration::from_millis(5));
+            let out = rerank(&Fake(name), "q", &c, c.len(), Duration::from_millis(5));
             assert_eq!(out.order, vec![0, 1, 2], "{name}");
             assert_eq!(out.scores, vec![None; 3], "{name}");
             let err = out.error.unwrap_or_default();
