@@ -16,8 +16,7 @@
 
 use std::collections::HashMap;
 use std::f64::consts::PI;
-use std::fs::File;
-use std::io::BufReader;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{QMatMul, gguf_file};
@@ -336,10 +335,12 @@ impl Llama {
     /// Loads a GGUF file with the `llama` architecture. Activations are f32; weights stay
     /// quantized unless `dequantize` (then matrix products run as f32 GEMMs, which process
     /// prompts several times faster on CPU at 4-8x the memory). A Llama 3.1 GGUF's
-    /// `rope_freqs.weight` (per-frequency divisors) is applied.
-    pub fn from_gguf(
+    /// `rope_freqs.weight` (per-frequency divisors) is applied. `reader` is the file `content`
+    /// was read from; `path` names it in errors.
+    pub fn from_gguf<R: Read + Seek>(
         path: &Path,
         content: &gguf_file::Content,
+        reader: &mut R,
         dequantize: bool,
         device: &Device,
     ) -> Result<Self, ModelError> {
@@ -349,13 +350,8 @@ impl Llama {
             dir: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(|e| ModelError::BadFile {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let mut reader = BufReader::new(file);
         let mut build = || -> CResult<Llama> {
-            let mut qt = |name: &str| content.tensor(&mut reader, name, device);
+            let mut qt = |name: &str| content.tensor(reader, name, device);
             let embed_q = qt("token_embd.weight")?;
             let embed = embed_q.dequantize(device)?;
             let mut blocks = Vec::with_capacity(config.num_layers);

@@ -3,6 +3,7 @@
 //! tokenizer and template live in its metadata.
 
 use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -210,8 +211,9 @@ impl Llm {
             path: path.to_path_buf(),
             message,
         };
-        let mut file = File::open(path).map_err(|e| bad(e.to_string()))?;
-        let content = gguf_file::Content::read(&mut file)
+        let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+        let mut reader = BufReader::new(file);
+        let content = gguf_file::Content::read(&mut reader)
             .map_err(|e| bad(format!("not a readable GGUF file: {e}")))?;
         let f32_bytes: u64 = content
             .tensor_infos
@@ -220,7 +222,7 @@ impl Llm {
             .sum();
         let dequantize = f32_bytes <= options.dequantize_max_bytes;
         tracing::debug!(f32_bytes, dequantize, "loading GGUF weights");
-        let model = Llama::from_gguf(path, &content, dequantize, device)?;
+        let model = Llama::from_gguf(path, &content, &mut reader, dequantize, device)?;
         let md = &content.metadata;
         let tokenizer = gguf_tokenizer(path, md)?;
         let source = md
