@@ -509,7 +509,7 @@ fn load_rerankers(
         let (name, prompt) = match mode {
             RerankMode::Pointwise => ("pointwise", &args.pointwise_prompt),
             RerankMode::Listwise => ("listwise", &args.listwise_prompt),
-            RerankMode::Vlm => ("vlm", &args.pointwise_prompt),
+            RerankMode::Vlm => bail!(folio_rerank::VLM_UNAVAILABLE),
             RerankMode::None => continue,
         };
         if let Some(r) = folio_rerank::build_reranker(mode, llm.clone(), Some(prompt))? {
