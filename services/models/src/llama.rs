@@ -147,11 +147,13 @@ fn llama3_scale(freq: f64, s: &Llama3Scaling) -> f64 {
     }
 }
 
-struct Block {
+/// One decoder block. Qwen2 adds biases to the q/k/v projections; Llama has none.
+pub(crate) struct Block {
     attn_norm: RmsNorm,
     q: QMatMul,
     k: QMatMul,
     v: QMatMul,
+    qkv_bias: Option<(Tensor, Tensor, Tensor)>,
     o: QMatMul,
     mlp_norm: RmsNorm,
     gate: QMatMul,
@@ -177,18 +179,25 @@ impl KvCache {
     }
 }
 
-/// A loaded Llama-family model.
-pub struct Llama {
-    config: LlamaConfig,
-    embed: Tensor,
+/// The decoder stack shared by the Llama and Qwen2 families: the blocks, the final norm and
+/// attention. Callers embed the tokens and compute the rotary tables themselves (Qwen2-VL's
+/// multimodal RoPE differs from Llama's).
+pub(crate) struct Decoder {
+    pub(crate) config: LlamaConfig,
     blocks: Vec<Block>,
     norm: RmsNorm,
+    /// GGUF weights rotate adjacent pairs; HF weights rotate halves.
+    interleaved_rope: bool,
+    pub(crate) dtype: DType,
+}
+
+/// A loaded Llama-family model.
+pub struct Llama {
+    decoder: Decoder,
+    embed: Tensor,
     lm_head: QMatMul,
     /// Rotary inverse frequencies, f32, shape `(head_dim / 2,)`.
     inv_freq: Tensor,
-    /// GGUF weights rotate adjacent pairs; HF weights rotate halves.
-    interleaved_rope: bool,
-    dtype: DType,
     device: Device,
 }
 
@@ -268,65 +277,24 @@ impl Llama {
         #[allow(unsafe_code)]
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
             .map_err(weights_err)?;
-        let linear = |name: &str, out: usize, inp: usize| -> CResult<QMatMul> {
-            Ok(QMatMul::Tensor(vb.get((out, inp), name)?))
-        };
-        let norm = |name: &str| -> CResult<RmsNorm> {
-            Ok(RmsNorm::new(
-                vb.get(config.hidden_size, name)?,
-                config.rms_norm_eps,
-            ))
-        };
         let build = || -> CResult<Llama> {
-            let (h, q_out, kv_out) = (
-                config.hidden_size,
-                config.num_heads * config.head_dim,
-                config.num_kv_heads * config.head_dim,
-            );
-            let embed = vb.get((config.vocab_size, h), "model.embed_tokens.weight")?;
-            let mut blocks = Vec::with_capacity(config.num_layers);
-            for i in 0..config.num_layers {
-                let p = format!("model.layers.{i}");
-                blocks.push(Block {
-                    attn_norm: norm(&format!("{p}.input_layernorm.weight"))?,
-                    q: linear(&format!("{p}.self_attn.q_proj.weight"), q_out, h)?,
-                    k: linear(&format!("{p}.self_attn.k_proj.weight"), kv_out, h)?,
-                    v: linear(&format!("{p}.self_attn.v_proj.weight"), kv_out, h)?,
-                    o: linear(&format!("{p}.self_attn.o_proj.weight"), h, q_out)?,
-                    mlp_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
-                    gate: linear(
-                        &format!("{p}.mlp.gate_proj.weight"),
-                        config.intermediate_size,
-                        h,
-                    )?,
-                    up: linear(
-                        &format!("{p}.mlp.up_proj.weight"),
-                        config.intermediate_size,
-                        h,
-                    )?,
-                    down: linear(
-                        &format!("{p}.mlp.down_proj.weight"),
-                        h,
-                        config.intermediate_size,
-                    )?,
-                });
-            }
+            let mut get = |name: &str, shape: &[usize]| vb.get(shape, name);
+            let decoder = Decoder::from_hf(&config, "model.", false, dtype, &mut get)?;
+            let embed = vb.get(
+                (config.vocab_size, config.hidden_size),
+                "model.embed_tokens.weight",
+            )?;
             let lm_head = if hf.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
                 QMatMul::Tensor(embed.clone())
             } else {
-                linear("lm_head.weight", config.vocab_size, h)?
+                QMatMul::Tensor(vb.get((config.vocab_size, config.hidden_size), "lm_head.weight")?)
             };
-            let inv_freq = Tensor::new(config.inv_freq(), device)?;
             Ok(Llama {
-                norm: norm("model.norm.weight")?,
+                inv_freq: Tensor::new(config.inv_freq(), device)?,
+                decoder,
                 embed,
-                blocks,
                 lm_head,
-                inv_freq,
-                interleaved_rope: false,
-                dtype,
                 device: device.clone(),
-                config: config.clone(),
             })
         };
         build().map_err(weights_err)
@@ -381,6 +349,7 @@ impl Llama {
                     q,
                     k,
                     v,
+                    qkv_bias: None,
                     o,
                     gate,
                     up,
@@ -419,13 +388,15 @@ impl Llama {
             Ok(Llama {
                 inv_freq: Tensor::new(inv_freq, device)?,
                 embed,
-                blocks,
-                norm,
+                decoder: Decoder {
+                    config: config.clone(),
+                    blocks,
+                    norm,
+                    interleaved_rope: true,
+                    dtype: DType::F32,
+                },
                 lm_head,
-                interleaved_rope: true,
-                dtype: DType::F32,
                 device: device.clone(),
-                config: config.clone(),
             })
         };
         build().map_err(weights_err)
@@ -433,7 +404,7 @@ impl Llama {
 
     /// The model's hyper-parameters.
     pub fn config(&self) -> &LlamaConfig {
-        &self.config
+        &self.decoder.config
     }
 
     /// The rotary inverse frequencies in use (after scaling).
@@ -461,7 +432,7 @@ impl Llama {
     /// Logits (f32) from final-norm hidden states of shape `(n, hidden)`.
     pub fn logits(&self, hidden: &Tensor) -> CResult<Tensor> {
         self.lm_head
-            .forward(&hidden.to_dtype(self.dtype)?.contiguous()?)?
+            .forward(&hidden.to_dtype(self.decoder.dtype)?.contiguous()?)?
             .to_dtype(DType::F32)
     }
 
@@ -508,24 +479,16 @@ impl Llama {
         }
         let mut ids = Vec::with_capacity(b * t);
         let mut positions = Vec::with_capacity(b * t);
-        let mut mask = Vec::with_capacity(b * t * t);
         for p in prompts {
             let pad = t - p.len();
             ids.extend(std::iter::repeat_n(0u32, pad).chain(p.iter().copied()));
             positions.extend((0..t).map(|i| i.saturating_sub(pad) as u32));
-            for i in 0..t {
-                mask.extend((0..t).map(|j| {
-                    // Real queries see real keys up to themselves; a padding query sees only
-                    // itself, so no row is fully masked (which would give NaN).
-                    let visible = if i < pad { j == i } else { j >= pad && j <= i };
-                    if visible { 0.0 } else { f32::NEG_INFINITY }
-                }));
-            }
         }
+        let lens: Vec<usize> = prompts.iter().map(|p| p.len()).collect();
         Ok((
             Tensor::from_vec(ids, (b, t), &self.device)?,
             Tensor::from_vec(positions, (b, t), &self.device)?,
-            Tensor::from_vec(mask, (b, 1, t, t), &self.device)?,
+            left_padded_causal_mask(&lens, t, &self.device)?,
         ))
     }
 
@@ -536,20 +499,117 @@ impl Llama {
         ids: &Tensor,
         positions: &Tensor,
         mask: Option<&Tensor>,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
     ) -> CResult<Tensor> {
         let (b, t) = ids.dims2()?;
-        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
+        let x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
             b,
             t,
-            self.config.hidden_size,
+            self.decoder.config.hidden_size,
         ))?;
         let (cos, sin) = self.rotary(positions)?;
+        self.decoder.forward(x, &cos, &sin, mask, cache)
+    }
+
+    /// cos and sin of shape `(b, t, head_dim / 2)` in the model dtype, computed in f32.
+    fn rotary(&self, positions: &Tensor) -> CResult<(Tensor, Tensor)> {
+        let (b, t) = positions.dims2()?;
+        let pos = positions.to_dtype(DType::F32)?.reshape((b * t, 1))?;
+        let freqs = pos.broadcast_mul(&self.inv_freq.unsqueeze(0)?)?;
+        let half = self.decoder.config.head_dim / 2;
+        let dtype = self.decoder.dtype;
+        let cos = freqs.cos()?.reshape((b, t, half))?.to_dtype(dtype)?;
+        let sin = freqs.sin()?.reshape((b, t, half))?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+}
+
+impl Decoder {
+    /// Loads HF-named blocks `{prefix}layers.{i}.*` and the final norm `{prefix}norm.weight`
+    /// through `get(name, shape)`, which may merge adapters into what it returns.
+    pub(crate) fn from_hf(
+        config: &LlamaConfig,
+        prefix: &str,
+        qkv_bias: bool,
+        dtype: DType,
+        get: &mut dyn FnMut(&str, &[usize]) -> CResult<Tensor>,
+    ) -> CResult<Self> {
+        let c = config;
+        let (h, q_out, kv_out, mlp) = (
+            c.hidden_size,
+            c.num_heads * c.head_dim,
+            c.num_kv_heads * c.head_dim,
+            c.intermediate_size,
+        );
+        let mut blocks = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = format!("{prefix}layers.{i}");
+            let mut linear = |name: &str, out: usize, inp: usize| -> CResult<QMatMul> {
+                Ok(QMatMul::Tensor(get(
+                    &format!("{p}.{name}.weight"),
+                    &[out, inp],
+                )?))
+            };
+            let q = linear("self_attn.q_proj", q_out, h)?;
+            let k = linear("self_attn.k_proj", kv_out, h)?;
+            let v = linear("self_attn.v_proj", kv_out, h)?;
+            let o = linear("self_attn.o_proj", h, q_out)?;
+            let gate = linear("mlp.gate_proj", mlp, h)?;
+            let up = linear("mlp.up_proj", mlp, h)?;
+            let down = linear("mlp.down_proj", h, mlp)?;
+            let qkv_bias = match qkv_bias {
+                false => None,
+                true => Some((
+                    get(&format!("{p}.self_attn.q_proj.bias"), &[q_out])?,
+                    get(&format!("{p}.self_attn.k_proj.bias"), &[kv_out])?,
+                    get(&format!("{p}.self_attn.v_proj.bias"), &[kv_out])?,
+                )),
+            };
+            blocks.push(Block {
+                attn_norm: RmsNorm::new(
+                    get(&format!("{p}.input_layernorm.weight"), &[h])?,
+                    c.rms_norm_eps,
+                ),
+                mlp_norm: RmsNorm::new(
+                    get(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
+                    c.rms_norm_eps,
+                ),
+                q,
+                k,
+                v,
+                qkv_bias,
+                o,
+                gate,
+                up,
+                down,
+            });
+        }
+        Ok(Decoder {
+            norm: RmsNorm::new(get(&format!("{prefix}norm.weight"), &[h])?, c.rms_norm_eps),
+            config: config.clone(),
+            blocks,
+            interleaved_rope: false,
+            dtype,
+        })
+    }
+
+    /// Runs the blocks over input embeddings `x` `(b, t, hidden)` with rotary tables `cos`,
+    /// `sin` `(b, t, head_dim / 2)` and an additive f32 `mask` `(b or 1, 1, t, t_total)`;
+    /// returns final-norm hidden states `(b, t, hidden)`.
+    pub(crate) fn forward(
+        &self,
+        mut x: Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+    ) -> CResult<Tensor> {
+        let t = x.dim(1)?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let past = cache.as_ref().and_then(|c| c.layers.get(layer).cloned());
             let residual = x.clone();
             let h = block.attn_norm.forward(&x)?;
-            let (h, kv) = self.attention(block, &h, &cos, &sin, mask, past.as_ref())?;
+            let (h, kv) = self.attention(block, &h, cos, sin, mask, past.as_ref())?;
             if let Some(c) = cache.as_deref_mut() {
                 match c.layers.get_mut(layer) {
                     Some(slot) => *slot = kv,
@@ -570,17 +630,6 @@ impl Llama {
         self.norm.forward(&x)
     }
 
-    /// cos and sin of shape `(b, t, head_dim / 2)` in the model dtype, computed in f32.
-    fn rotary(&self, positions: &Tensor) -> CResult<(Tensor, Tensor)> {
-        let (b, t) = positions.dims2()?;
-        let pos = positions.to_dtype(DType::F32)?.reshape((b * t, 1))?;
-        let freqs = pos.broadcast_mul(&self.inv_freq.unsqueeze(0)?)?;
-        let half = self.config.head_dim / 2;
-        let cos = freqs.cos()?.reshape((b, t, half))?.to_dtype(self.dtype)?;
-        let sin = freqs.sin()?.reshape((b, t, half))?.to_dtype(self.dtype)?;
-        Ok((cos, sin))
-    }
-
     fn attention(
         &self,
         block: &Block,
@@ -592,12 +641,17 @@ impl Llama {
     ) -> CResult<(Tensor, (Tensor, Tensor))> {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
-        let heads = |proj: &QMatMul, n: usize| -> CResult<Tensor> {
-            proj.forward(x)?
-                .reshape((b, t, n, c.head_dim))?
+        let heads = |proj: &QMatMul, bias: Option<&Tensor>, n: usize| -> CResult<Tensor> {
+            let y = proj.forward(x)?;
+            let y = match bias {
+                Some(bias) => y.broadcast_add(bias)?,
+                None => y,
+            };
+            y.reshape((b, t, n, c.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
         };
+        let bias = block.qkv_bias.as_ref();
         let rope = |x: Tensor| -> CResult<Tensor> {
             if self.interleaved_rope {
                 candle_nn::rotary_emb::rope_i(&x, cos, sin)
@@ -605,9 +659,9 @@ impl Llama {
                 candle_nn::rotary_emb::rope(&x, cos, sin)
             }
         };
-        let q = rope(heads(&block.q, c.num_heads)?)?;
-        let mut k = rope(heads(&block.k, c.num_kv_heads)?)?;
-        let mut v = heads(&block.v, c.num_kv_heads)?;
+        let q = rope(heads(&block.q, bias.map(|b| &b.0), c.num_heads)?)?;
+        let mut k = rope(heads(&block.k, bias.map(|b| &b.1), c.num_kv_heads)?)?;
+        let mut v = heads(&block.v, bias.map(|b| &b.2), c.num_kv_heads)?;
         if let Some((pk, pv)) = past {
             k = Tensor::cat(&[pk, &k], 2)?;
             v = Tensor::cat(&[pv, &v], 2)?;
@@ -630,6 +684,27 @@ impl Llama {
             .reshape((b, t, c.num_heads * c.head_dim))?;
         Ok((block.o.forward(&out)?, kv))
     }
+}
+
+/// The additive f32 attention mask `(b, 1, t, t)` of a left-padded batch whose rows hold
+/// `lens` real tokens each: real queries see real keys up to themselves; a padding query sees
+/// only itself, so no row is fully masked (which would give NaN).
+pub(crate) fn left_padded_causal_mask(
+    lens: &[usize],
+    t: usize,
+    device: &Device,
+) -> CResult<Tensor> {
+    let mut mask = Vec::with_capacity(lens.len() * t * t);
+    for &len in lens {
+        let pad = t.saturating_sub(len);
+        for i in 0..t {
+            mask.extend((0..t).map(|j| {
+                let visible = if i < pad { j == i } else { j >= pad && j <= i };
+                if visible { 0.0f32 } else { f32::NEG_INFINITY }
+            }));
+        }
+    }
+    Tensor::from_vec(mask, (lens.len(), 1, t, t), device)
 }
 
 fn repeat_kv(x: Tensor, rep: usize) -> CResult<Tensor> {
