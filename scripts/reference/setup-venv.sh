@@ -21,6 +21,14 @@
 # For smollm2_fixture.py (transformers' GGUF support) the list also pins gguf, accelerate (which
 # transformers requires to load a GGUF model) and psutil (accelerate's one dependency not already
 # here); gguf's `requests` dependency is left out: gguf imports it only to read remote files.
+# For qwen2vl_fixture.py (Qwen2-VL, GME, ColQwen2) the list also pins pillow (transformers' PIL image
+# processor and the test images), torchvision (transformers 5's Qwen2-VL processor classes import it:
+# the video processor the processor insists on, and the module colpali-engine takes smart_resize from),
+# peft (the LoRA adapter; 0.20.0 is the one version that both transformers 5.23, >= 0.20.0, and
+# colpali-engine 0.3.18, < 0.21, accept) and colpali-engine (its ColQwen2 and ColQwen2Processor are the
+# ColQwen2 reference). colpali-engine 0.3.18 declares torch<2.14 and `requests`; neither matters for
+# the classes used (pip check reports both; the fixture script checks its results independently).
+# torchvision 0.29.2 declares torch>=2.14 and is the newest on PyPI; its deps (numpy, pillow) are here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv="$here/.venv"
@@ -31,6 +39,10 @@ transformers_version=5.23.0
 st_version=6.2.0
 gguf_version=0.19.0
 accelerate_version=1.15.0
+pillow_version=13.0.0
+torchvision_version=0.29.2
+peft_version=0.20.0
+colpali_version=0.3.18
 
 requirements=$(cat <<EOF
 torch==$torch_version
@@ -39,6 +51,10 @@ sentence-transformers==$st_version
 gguf==$gguf_version
 accelerate==$accelerate_version
 psutil==7.2.2
+pillow==$pillow_version
+torchvision==$torchvision_version
+peft==$peft_version
+colpali-engine==$colpali_version
 nvidia-cublas==13.4.1.3
 nvidia-cuda-cupti==13.2.86
 nvidia-cuda-nvrtc==13.2.86
@@ -99,10 +115,12 @@ EOF
 have_pins() {
   [ -x "$venv/bin/python" ] || return 1
   "$venv/bin/python" - "$torch_version" "$transformers_version" "$st_version" "$gguf_version" \
-    "$accelerate_version" <<'PY' 2>/dev/null
+    "$accelerate_version" "$pillow_version" "$torchvision_version" "$peft_version" "$colpali_version" \
+    <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version, PackageNotFoundError
-names = ["torch", "transformers", "sentence-transformers", "gguf", "accelerate"]
+names = ["torch", "transformers", "sentence-transformers", "gguf", "accelerate", "pillow", "torchvision",
+         "peft", "colpali-engine"]
 want = dict(zip(names, sys.argv[1:]))
 try:
     ok = all(version(name) == v for name, v in want.items())
@@ -133,6 +151,8 @@ echo "installing pinned packages (about 4 GB once installed) ..."
 echo "smoke test ..."
 "$venv/bin/python" - <<'PY'
 import torch, transformers, sentence_transformers, gguf, accelerate
+import PIL, torchvision, peft, colpali_engine
+from colpali_engine.models import ColQwen2, ColQwen2Processor
 x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
 assert float((x @ x.T).sum()) == 83.0
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, "

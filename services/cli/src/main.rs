@@ -56,7 +56,9 @@ enum Command {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Re-ranker throughput and latency on a synthetic candidate list.
-    Rerank(bench::RerankBenchArgs),
+    Rerank(bench::rerank::RerankBenchArgs),
+    /// Qwen2-VL page-embedding throughput on synthetic pages (CPU or CUDA).
+    Embed(bench::embed::EmbedBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -301,7 +303,10 @@ fn main() -> ExitCode {
         Command::Eval(EvalCommand::Metrics(a)) => eval_metrics(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(*a).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Rerank(a)) => {
-            bench::rerank(a, default_ranker_dir()).map(|()| ExitCode::SUCCESS)
+            bench::rerank::rerank(a, default_ranker_dir()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Embed(a)) => {
+            bench::embed::embed(a).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {

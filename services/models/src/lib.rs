@@ -9,14 +9,19 @@
 //!   padded batches, Llama 3 RoPE scaling and a KV cache.
 //! - [`llm`]: a chat model for ranking: the network, its tokenizer (from `tokenizer.json` or
 //!   GGUF metadata) and its chat template ([`chat`]), with scoring and greedy decoding.
+//! - [`qwen2_vl`]: Qwen2-VL (vision transformer, Qwen2 decoder with multimodal RoPE, image
+//!   processor) and the GME and ColQwen2 embedding heads on it.
 
 pub mod bert;
 pub mod chat;
 pub mod llama;
 pub mod llm;
+pub mod qwen2_vl;
 pub mod source;
 
 pub use bert::BertEmbedder;
+/// The tensor library, for callers that build inputs or time devices.
+pub use candle_core as candle;
 pub use candle_core::Device;
 pub use source::{ModelSource, resolve_model};
 
@@ -25,9 +30,42 @@ pub fn cpu_threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
-/// The device models run on: the CPU (CUDA arrives with the `cuda` feature).
+/// The device models run on by default: the CPU.
 pub fn default_device() -> Device {
     Device::Cpu
+}
+
+/// The device named by `spec`: `cpu`, `cuda` (GPU 0) or `cuda:N`. CUDA needs a build with the
+/// `cuda` feature; without it the error says so.
+pub fn device(spec: &str) -> Result<Device, ModelError> {
+    let bad = |detail: String| ModelError::Device {
+        spec: spec.to_string(),
+        detail,
+    };
+    let ordinal = match spec {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => return Err(bad("expected cpu, cuda or cuda:N".into())),
+        },
+    };
+    if !candle_core::utils::cuda_is_available() {
+        return Err(bad(
+            "this build has no CUDA support: rebuild with `--features cuda`".into(),
+        ));
+    }
+    Device::new_cuda(ordinal).map_err(|e| bad(e.to_string()))
+}
+
+/// The dtype models use on `device`: bf16 on CUDA, f32 on the CPU (candle's CPU kernels are
+/// fastest and exact in f32).
+pub fn default_dtype(device: &Device) -> candle_core::DType {
+    if device.is_cuda() {
+        candle_core::DType::BF16
+    } else {
+        candle_core::DType::F32
+    }
 }
 
 use std::path::{Path, PathBuf};
@@ -68,6 +106,14 @@ pub enum ModelError {
         dir: PathBuf,
         /// What is unsupported.
         message: String,
+    },
+    /// The requested device cannot be used.
+    #[error("device {spec:?}: {detail}")]
+    Device {
+        /// What was asked for.
+        spec: String,
+        /// Why it cannot be used.
+        detail: String,
     },
     /// Candle failed while loading weights.
     #[error("cannot load weights from {dir}: {source}")]

@@ -278,8 +278,8 @@ impl Llama {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
             .map_err(weights_err)?;
         let build = || -> CResult<Llama> {
-            let mut get = |name: &str, shape: &[usize]| vb.get(shape, name);
-            let decoder = Decoder::from_hf(&config, "model.", false, dtype, &mut get)?;
+            let get = |name: &str, shape: &[usize]| vb.get(shape, name);
+            let decoder = Decoder::from_hf(&config, "model.", false, dtype, &get)?;
             let embed = vb.get(
                 (config.vocab_size, config.hidden_size),
                 "model.embed_tokens.weight",
@@ -532,7 +532,7 @@ impl Decoder {
         prefix: &str,
         qkv_bias: bool,
         dtype: DType,
-        get: &mut dyn FnMut(&str, &[usize]) -> CResult<Tensor>,
+        get: &dyn Fn(&str, &[usize]) -> CResult<Tensor>,
     ) -> CResult<Self> {
         let c = config;
         let (h, q_out, kv_out, mlp) = (
@@ -544,7 +544,7 @@ impl Decoder {
         let mut blocks = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let p = format!("{prefix}layers.{i}");
-            let mut linear = |name: &str, out: usize, inp: usize| -> CResult<QMatMul> {
+            let linear = |name: &str, out: usize, inp: usize| -> CResult<QMatMul> {
                 Ok(QMatMul::Tensor(get(
                     &format!("{p}.{name}.weight"),
                     &[out, inp],
@@ -738,7 +738,7 @@ fn check_shape(at: &Path, c: &LlamaConfig) -> Result<(), ModelError> {
 }
 
 /// `model.safetensors`, or the shards named by `model.safetensors.index.json`.
-fn safetensor_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+pub(crate) fn safetensor_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let single = dir.join("model.safetensors");
     if single.is_file() {
         return Ok(vec![single]);

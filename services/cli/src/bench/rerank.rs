@@ -14,6 +14,8 @@ use folio_models::llm::{Llm, LoadOptions};
 use folio_rerank::{ListwiseRanker, ListwiseSettings, PointwiseRanker, PointwiseSettings};
 use serde::Serialize;
 
+use super::{Stats, peer_script};
+
 #[derive(Args)]
 pub struct RerankBenchArgs {
     /// Ranker model: .gguf file, directory with one, HF model directory or id (default:
@@ -64,13 +66,6 @@ struct Report {
     peer: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     speedup_vs_peer: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct Stats {
-    mean: f64,
-    min: f64,
-    max: f64,
 }
 
 /// Deterministic filler text: sentences from a small vocabulary.
@@ -180,12 +175,8 @@ pub fn rerank(args: RerankBenchArgs, default_ranker: Option<PathBuf>) -> Result<
         ranker.rerank(query, &candidates, budget)?;
         times.push(started.elapsed().as_secs_f64());
     }
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
-    let stats = Stats {
-        mean: mean * 1e3,
-        min: times.iter().copied().fold(f64::INFINITY, f64::min) * 1e3,
-        max: times.iter().copied().fold(0.0, f64::max) * 1e3,
-    };
+    let stats = Stats::of_ms(&times);
+    let mean = stats.mean / 1e3;
 
     let peer = match (&args.peer, args.mode.as_str()) {
         (Some(python), "pointwise") => Some(run_peer(python, &reference, &prompts, &args)?),
@@ -249,8 +240,7 @@ fn run_peer(
     prompts: &[Vec<u32>],
     args: &RerankBenchArgs,
 ) -> Result<serde_json::Value> {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/rerank_peer.py");
+    let script = peer_script("rerank_peer.py")?;
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("prompts.json");
     std::fs::write(&input, serde_json::to_string(prompts)?)?;

@@ -1,0 +1,43 @@
+//! `folio bench ...`: throughput benchmarks that run the peer implementation (HF
+//! transformers) in the same command where one exists, and report the ratio.
+
+pub mod embed;
+pub mod rerank;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+/// Latency statistics in milliseconds.
+#[derive(Serialize)]
+pub struct Stats {
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    /// Statistics of durations given in seconds.
+    pub fn of_ms(seconds: &[f64]) -> Stats {
+        let n = seconds.len().max(1) as f64;
+        Stats {
+            mean: seconds.iter().sum::<f64>() / n * 1e3,
+            min: seconds.iter().copied().fold(f64::INFINITY, f64::min) * 1e3,
+            max: seconds.iter().copied().fold(0.0, f64::max) * 1e3,
+        }
+    }
+}
+
+/// A peer script of `scripts/bench/`: under the working directory (a checkout copied to
+/// another machine), else in this source tree.
+pub fn peer_script(name: &str) -> Result<PathBuf> {
+    let local = Path::new("scripts/bench").join(name);
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/bench")
+        .join(name);
+    match [local, tree].into_iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p),
+        None => bail!("peer script scripts/bench/{name} not found (run from the repository root)"),
+    }
+}
