@@ -605,6 +605,8 @@ impl Decoder {
         mut cache: Option<&mut KvCache>,
     ) -> CResult<Tensor> {
         let t = x.dim(1)?;
+        let mask = mask.map(|m| m.to_dtype(self.dtype)).transpose()?;
+        let mask = mask.as_ref();
         for (layer, block) in self.blocks.iter().enumerate() {
             let past = cache.as_ref().and_then(|c| c.layers.get(layer).cloned());
             let residual = x.clone();
@@ -672,12 +674,14 @@ impl Decoder {
         let v = repeat_kv(v, rep)?;
         // Scaling q (t x d) is cheaper than scaling the scores (t x t).
         let q = (q * (1.0 / (c.head_dim as f64).sqrt()))?;
-        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+        // Scores stay in the model dtype: candle's softmax accumulates in f32 for bf16, so
+        // widening the (b, heads, t, t) tensor would only add memory traffic.
+        let scores = q.matmul(&k.t()?)?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = probs
             .matmul(&v)?
             .transpose(1, 2)?

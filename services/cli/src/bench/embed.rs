@@ -208,7 +208,7 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
         report.pages_per_s, report.tokens_per_s, report.latency_ms.mean, report.pages, report.runs
     );
     println!(
-        "  model {:.2} TFLOP/s = {:.1}% of this device's measured {:.1} TFLOP/s matmul rate",
+        "  model {:.3} TFLOP/s = {:.1}% of this device's measured {:.3} TFLOP/s matmul rate",
         report.model_tflops,
         100.0 * report.fraction_of_matmul_rate,
         report.matmul_tflops

@@ -194,8 +194,8 @@ impl VisionTower {
         let k = rope(qkv.get(1)?)?;
         let v = qkv.get(2)?.contiguous()?;
         let q = (q * (1.0 / (hd as f64).sqrt()))?;
-        let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
+        // candle's softmax accumulates in f32 whatever the dtype.
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, p, e))?;
         block.proj.forward(&out)
     }
