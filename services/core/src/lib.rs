@@ -171,6 +171,43 @@ pub trait Embedder: Send + Sync {
     fn embed_documents(&self, docs: &[DocInput]) -> Result<Vec<Embedding>, EmbedError>;
 }
 
+/// A page image: 8-bit RGB pixels, row-major, no padding.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PageImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+impl std::fmt::Debug for PageImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PageImage({}x{})", self.width, self.height)
+    }
+}
+
+/// A query for the page-image routes: text, an image, or both.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VisualQuery {
+    /// The query text, if any.
+    pub text: Option<String>,
+    /// The query image, if any.
+    pub image: Option<PageImage>,
+}
+
+/// Embeds page images, and the text and image queries that search them, into one space
+/// (one vector per page, or one per token for late interaction).
+pub trait PageEmbedder: Send + Sync {
+    /// What this embedder is; `kind` says single or multi vector.
+    fn info(&self) -> &EmbedderInfo;
+    /// Embeds page images; one embedding per page, in order.
+    fn embed_pages(&self, pages: &[PageImage]) -> Result<Vec<Embedding>, EmbedError>;
+    /// Embeds queries; one embedding per query, in order.
+    fn embed_visual_queries(&self, queries: &[VisualQuery]) -> Result<Vec<Embedding>, EmbedError>;
+}
+
 /// A validated query, with what the routes need precomputed (the query embedding).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedQuery {

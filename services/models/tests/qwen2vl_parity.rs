@@ -594,3 +594,78 @@ fn mismatched_inputs_name_the_problem() {
         .expect("refused");
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
+
+fn page(name: &str) -> folio_core::PageImage {
+    let img = load_image(name);
+    folio_core::PageImage {
+        width: img.width(),
+        height: img.height(),
+        rgb: img.into_raw(),
+    }
+}
+
+#[test]
+fn the_page_embedder_seam_batches_by_size_and_keeps_order() {
+    use folio_core::{Embedding, PageEmbedder, VisualQuery};
+    let e = embedder(VlHead::Gme, Some(GME_FIXTURE_PIXELS), &model_dir());
+    assert_eq!(e.info().dim, 64);
+    let names = ["normal", "tall", "tiny", "normal", "wide", "odd"];
+    let pages: Vec<_> = names.iter().map(|n| page(n)).collect();
+    let batched = e.embed_pages(&pages).expect("embeds");
+    assert_eq!(batched.len(), names.len());
+    for (name, got) in names.iter().zip(&batched) {
+        let alone = e.embed_pages(&[page(name)]).expect("embeds");
+        let (Embedding::Single(a), Embedding::Single(b)) = (got, &alone[0]) else {
+            panic!("GME gives single vectors");
+        };
+        assert_abs(&format!("page {name} batched vs alone"), a, b);
+    }
+    // Text, image and both; the text-only query equals the fixture's GME query embedding.
+    let queries = vec![
+        VisualQuery {
+            text: Some("Where does the river run?".into()),
+            image: None,
+        },
+        VisualQuery {
+            text: None,
+            image: Some(page("tiny")),
+        },
+        VisualQuery {
+            text: Some("Which page shows the table of results?".into()),
+            image: Some(page("tiny")),
+        },
+    ];
+    let q = e.embed_visual_queries(&queries).expect("embeds");
+    let t = tensors("gme.safetensors");
+    let Embedding::Single(text_only) = &q[0] else {
+        panic!("single")
+    };
+    assert_abs(
+        "visual query (text)",
+        text_only,
+        &floats(get(&t, "query_text.embedding_sequential")),
+    );
+    assert_eq!(q.len(), 3);
+    // Bad input is refused with its reason.
+    let empty = e.embed_visual_queries(&[VisualQuery::default()]).err().expect("refused");
+    assert!(empty.to_string().contains("text, an image or both"), "{empty}");
+    let mut broken = page("tiny");
+    broken.rgb.pop();
+    let err = e.embed_pages(&[broken]).err().expect("refused");
+    assert!(err.to_string().contains("bytes"), "{err}");
+
+    let c = embedder(VlHead::ColQwen, None, &model_dir());
+    let multi = c.embed_pages(&[page("normal")]).expect("embeds");
+    let Embedding::Multi(v) = &multi[0] else {
+        panic!("ColQwen2 gives token vectors")
+    };
+    assert!(v.len() > 8 && v.iter().all(|x| x.len() == 128));
+    let err = c
+        .embed_visual_queries(&[VisualQuery {
+            text: None,
+            image: Some(page("tiny")),
+        }])
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("text only"), "{err}");
+}

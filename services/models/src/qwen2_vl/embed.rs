@@ -9,6 +9,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp};
+use folio_core::{
+    EmbedError, EmbedderInfo, Embedding, EmbeddingKind, PageEmbedder, PageImage, VisualQuery,
+};
 use tokenizers::Tokenizer;
 
 use super::image::{ImageProcessor, PixelBounds, ProcessedImage};
@@ -41,6 +44,11 @@ pub struct TokenVectors {
     /// Whether each token is a visual (image) token.
     pub is_image: Vec<bool>,
 }
+
+/// GME's query instruction unless one is set: the example of GME's model card.
+pub const GME_QUERY_INSTRUCTION: &str = "Find an image that matches the given text.";
+/// Pages per forward pass in [`PageEmbedder::embed_pages`].
+pub const PAGE_BATCH: usize = 4;
 
 /// GME's system instruction when none is given (its inference code's default).
 pub const GME_DEFAULT_INSTRUCTION: &str = "You are a helpful assistant.";
@@ -93,6 +101,9 @@ pub struct VlEmbedder {
     head: VlHead,
     /// Inputs longer than this many tokens are refused (truncating would cut image tokens).
     max_tokens: usize,
+    info: EmbedderInfo,
+    /// GME's instruction for queries.
+    query_instruction: String,
 }
 
 impl VlEmbedder {
@@ -138,8 +149,25 @@ impl VlEmbedder {
             processor.min_pixels = p.min_pixels;
             processor.max_pixels = p.max_pixels;
         }
+        let (dim, kind) = match head {
+            VlHead::Gme => (model.config().text.hidden_size, EmbeddingKind::Single),
+            VlHead::ColQwen => (model.projection_dim().unwrap_or(0), EmbeddingKind::Multi),
+        };
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        let max_tokens = model.config().text.max_position_embeddings;
         Ok(VlEmbedder {
-            max_tokens: model.config().text.max_position_embeddings,
+            info: EmbedderInfo {
+                id,
+                dim,
+                kind,
+                max_batch: PAGE_BATCH,
+                max_tokens,
+            },
+            query_instruction: GME_QUERY_INSTRUCTION.to_string(),
+            max_tokens,
             model,
             tokenizer,
             processor,
@@ -307,5 +335,125 @@ impl VlEmbedder {
                 })
             })
             .collect()
+    }
+
+    /// Sets GME's query instruction (e.g. "Find a screenshot that is relevant to the user's
+    /// question." for document pages).
+    pub fn with_query_instruction(mut self, instruction: &str) -> Self {
+        self.query_instruction = instruction.to_string();
+        self
+    }
+
+    /// Embeds inputs in batches of [`PAGE_BATCH`] of similar size (sorted by token count, so
+    /// pages of one size share a batch and padding stays small); results in input order.
+    fn embed_inputs(
+        &self,
+        inputs: Vec<VlInput>,
+        query: bool,
+    ) -> Result<Vec<Embedding>, Qwen2VlError> {
+        let prompts: Vec<String> = inputs
+            .iter()
+            .map(|i| match self.head {
+                VlHead::Gme if query => Self::gme_prompt(&self.query_instruction, i),
+                VlHead::Gme => Self::gme_prompt(GME_DEFAULT_INSTRUCTION, i),
+                VlHead::ColQwen => Self::colqwen_prompt(i),
+            })
+            .collect();
+        let sequences = inputs
+            .into_iter()
+            .zip(&prompts)
+            .map(|(i, p)| self.sequence(p, i.image.into_iter().collect()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..sequences.len()).collect();
+        order.sort_by_key(|&i| sequences[i].ids.len());
+        let mut out: Vec<Option<Embedding>> = vec![None; sequences.len()];
+        for chunk in order.chunks(PAGE_BATCH) {
+            let batch: Vec<VlSequence> = chunk.iter().map(|&i| sequences[i].clone()).collect();
+            let embedded: Vec<Embedding> = match self.head {
+                VlHead::Gme => self
+                    .pooled(&batch)?
+                    .into_iter()
+                    .map(Embedding::Single)
+                    .collect(),
+                VlHead::ColQwen => self
+                    .token_vectors(&batch)?
+                    .into_iter()
+                    .map(|t| Embedding::Multi(t.vectors))
+                    .collect(),
+            };
+            for (&i, e) in chunk.iter().zip(embedded) {
+                out[i] = Some(e);
+            }
+        }
+        out.into_iter()
+            .map(|e| e.ok_or_else(|| Qwen2VlError::Input("an input produced no embedding".into())))
+            .collect()
+    }
+
+    fn image(&self, page: &PageImage) -> Result<ProcessedImage, EmbedError> {
+        let expected = page.width as usize * page.height as usize * 3;
+        if page.rgb.len() != expected {
+            return Err(EmbedError::InvalidInput(format!(
+                "page image of {}x{} has {} bytes, expected {expected}",
+                page.width,
+                page.height,
+                page.rgb.len()
+            )));
+        }
+        let img = image::RgbImage::from_raw(page.width, page.height, page.rgb.clone())
+            .ok_or_else(|| EmbedError::InvalidInput("page image buffer too small".into()))?;
+        self.processor
+            .process(&img)
+            .map_err(|e| EmbedError::InvalidInput(e.to_string()))
+    }
+}
+
+fn model_error(e: Qwen2VlError) -> EmbedError {
+    match e {
+        Qwen2VlError::Input(m) | Qwen2VlError::Tokenizer(m) => EmbedError::InvalidInput(m),
+        Qwen2VlError::Image(e) => EmbedError::InvalidInput(e.to_string()),
+        Qwen2VlError::Candle(e) => EmbedError::Model(e.to_string()),
+    }
+}
+
+impl PageEmbedder for VlEmbedder {
+    fn info(&self) -> &EmbedderInfo {
+        &self.info
+    }
+
+    fn embed_pages(&self, pages: &[PageImage]) -> Result<Vec<Embedding>, EmbedError> {
+        let inputs = pages
+            .iter()
+            .map(|p| {
+                Ok(VlInput {
+                    text: None,
+                    image: Some(self.image(p)?),
+                })
+            })
+            .collect::<Result<Vec<_>, EmbedError>>()?;
+        self.embed_inputs(inputs, false).map_err(model_error)
+    }
+
+    fn embed_visual_queries(&self, queries: &[VisualQuery]) -> Result<Vec<Embedding>, EmbedError> {
+        let inputs = queries
+            .iter()
+            .map(|q| {
+                if q.text.as_deref().is_none_or(str::is_empty) && q.image.is_none() {
+                    return Err(EmbedError::InvalidInput(
+                        "a query needs text, an image or both".into(),
+                    ));
+                }
+                if self.head == VlHead::ColQwen && q.image.is_some() {
+                    return Err(EmbedError::InvalidInput(
+                        "ColQwen2 queries are text only; use a GME model for image queries".into(),
+                    ));
+                }
+                Ok(VlInput {
+                    text: q.text.clone(),
+                    image: q.image.as_ref().map(|i| self.image(i)).transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, EmbedError>>()?;
+        self.embed_inputs(inputs, true).map_err(model_error)
     }
 }
