@@ -647,11 +647,16 @@ fn the_page_embedder_seam_batches_by_size_and_keeps_order() {
     );
     assert_eq!(q.len(), 3);
     // Bad input is refused with its reason.
-    let empty = e.embed_visual_queries(&[VisualQuery::default()]).err().expect("refused");
-    assert!(empty.to_string().contains("text, an image or both"), "{empty}");
+    let empty = e
+        .embed_visual_queries(&[VisualQuery::default()])
+        .expect_err("refused");
+    assert!(
+        empty.to_string().contains("text, an image or both"),
+        "{empty}"
+    );
     let mut broken = page("tiny");
     broken.rgb.pop();
-    let err = e.embed_pages(&[broken]).err().expect("refused");
+    let err = e.embed_pages(&[broken]).expect_err("refused");
     assert!(err.to_string().contains("bytes"), "{err}");
 
     let c = embedder(VlHead::ColQwen, None, &model_dir());
@@ -665,7 +670,6 @@ fn the_page_embedder_seam_batches_by_size_and_keeps_order() {
             text: None,
             image: Some(page("tiny")),
         }])
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(err.to_string().contains("text only"), "{err}");
 }
