@@ -8,6 +8,7 @@
 
 pub mod chunk;
 pub mod pdf;
+pub mod render;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
