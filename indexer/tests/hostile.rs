@@ -2,31 +2,18 @@
 //! yields pages or fails with a named reason; the parser never panics (our `catch_unwind` net
 //! stays unused).
 
-use std::path::Path;
 use std::time::Instant;
 
 use folio_indexer::pdf::{PdfError, extract_pages};
 
+mod common;
+
 #[test]
 fn qpdf_corpus_never_crashes_the_extractor() -> std::io::Result<()> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pdf-qpdf");
-    if !dir.is_dir() {
-        // shared/ sits beside the clone on developer machines and in CI: only a checkout
-        // elsewhere lacks it.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing in CI",
-            dir.display()
-        );
-        eprintln!("skipped: {} not found", dir.display());
+    let Some(dir) = common::qpdf_dir() else {
         return Ok(());
-    }
-    let mut files: Vec<_> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
-        .collect();
-    files.sort();
-    assert!(files.len() > 600, "{} files", files.len());
+    };
+    let files = common::qpdf_files(&dir)?;
     let started = Instant::now();
     let (mut ok, mut failed, mut crashed) = (0, 0, Vec::new());
     for path in &files {

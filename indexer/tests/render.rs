@@ -3,6 +3,8 @@
 //! 1 of every PDF of qpdf's test suite (shared data) renders or fails with a message, never a
 //! panic.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -205,25 +207,9 @@ fn samples_render_every_page_the_extractor_sees() -> Result<(), Box<dyn std::err
     Ok(())
 }
 
-fn qpdf_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pdf-qpdf");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    // shared/ sits beside the clone on developer machines and in CI: only a checkout elsewhere
-    // lacks it.
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing in CI",
-        dir.display()
-    );
-    eprintln!("skipped: {} not found", dir.display());
-    None
-}
-
 #[test]
 fn encrypted_files_open_with_an_empty_password_or_are_named() -> std::io::Result<()> {
-    let Some(dir) = qpdf_dir() else {
+    let Some(dir) = common::qpdf_dir() else {
         return Ok(());
     };
     // qpdf's names give the passwords: U= is the user password, none means empty.
@@ -249,15 +235,10 @@ fn encrypted_files_open_with_an_empty_password_or_are_named() -> std::io::Result
 
 #[test]
 fn qpdf_corpus_page_one_renders_or_fails_with_a_reason() -> std::io::Result<()> {
-    let Some(dir) = qpdf_dir() else {
+    let Some(dir) = common::qpdf_dir() else {
         return Ok(());
     };
-    let mut files: Vec<_> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
-        .collect();
-    files.sort();
-    assert!(files.len() > 600, "{} files", files.len());
+    let files = common::qpdf_files(&dir)?;
     let started = Instant::now();
     let (mut ok, mut reasons, mut crashed) =
         (0, BTreeMap::<String, Vec<String>>::new(), Vec::new());
