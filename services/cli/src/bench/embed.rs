@@ -15,7 +15,7 @@ use folio_models::qwen2_vl::{
 };
 use serde::Serialize;
 
-use super::{Stats, peer_script};
+use super::{RunArgs, Stats, peer_script};
 
 #[derive(Args)]
 pub struct EmbedBenchArgs {
@@ -41,16 +41,8 @@ pub struct EmbedBenchArgs {
     /// Pages per forward pass.
     #[arg(long, default_value_t = 4)]
     batch_size: usize,
-    /// Timed passes (after one warm-up).
-    #[arg(long, default_value_t = 3)]
-    repeat: usize,
-    /// Also run the same inputs through HF transformers with this Python (on the same
-    /// device, bf16 and sdpa on CUDA) and report the ratio and the embeddings' agreement.
-    #[arg(long)]
-    peer: Option<PathBuf>,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Serialize)]
@@ -82,7 +74,7 @@ const PROMPT_TOKENS_BEFORE: usize = 14;
 const PROMPT_TOKENS_AFTER: usize = 6;
 
 pub fn embed(args: EmbedBenchArgs) -> Result<()> {
-    if args.pages == 0 || args.batch_size == 0 || args.repeat == 0 {
+    if args.pages == 0 || args.batch_size == 0 || args.run.repeat == 0 {
         bail!("--pages, --batch-size and --repeat must be at least 1");
     }
     let (width, height) = args
@@ -138,8 +130,8 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
         Ok(out)
     };
     let ours = run(true)?; // warm-up, and the embeddings compared with the peer's
-    let mut times = Vec::with_capacity(args.repeat);
-    for _ in 0..args.repeat {
+    let mut times = Vec::with_capacity(args.run.repeat);
+    for _ in 0..args.run.repeat {
         let started = Instant::now();
         run(false)?;
         times.push(started.elapsed().as_secs_f64());
@@ -150,7 +142,7 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
     let model_tflops = flops / mean_s / 1e12;
     let matmul_tflops = matmul_rate(&device, dtype)?;
 
-    let (peer, speedup, cosine) = match &args.peer {
+    let (peer, speedup, cosine) = match &args.run.peer {
         None => (None, None, None),
         Some(python) => {
             let report = run_peer(python, &args, &batch)?;
@@ -178,7 +170,7 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
         visual_tokens_per_page: visual,
         tokens_per_page: tokens,
         batch_size: args.batch_size,
-        runs: args.repeat,
+        runs: args.run.repeat,
         pages_per_s: args.pages as f64 / mean_s,
         tokens_per_s: (args.pages * tokens) as f64 / mean_s,
         latency_ms: stats,
@@ -189,7 +181,7 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
         speedup_vs_peer: speedup,
         min_cosine_vs_peer: cosine,
     };
-    if args.json {
+    if args.run.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
@@ -352,7 +344,7 @@ fn run_peer(
         .arg("--batch-size")
         .arg(args.batch_size.to_string())
         .arg("--repeat")
-        .arg(args.repeat.to_string())
+        .arg(args.run.repeat.to_string())
         .arg("--device")
         .arg(if args.device.starts_with("cuda") {
             "cuda"

@@ -7,7 +7,24 @@ pub mod rerank;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use clap::Args;
 use serde::Serialize;
+
+/// Options every benchmark takes.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Timed repetitions (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Also run the same inputs through HF transformers with this Python (e.g.
+    /// scripts/reference/.venv/bin/python; on CUDA in bf16 with sdpa) and report the speed
+    /// ratio (and, for embeddings, their agreement).
+    #[arg(long)]
+    pub peer: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Latency statistics in milliseconds.
 #[derive(Serialize)]

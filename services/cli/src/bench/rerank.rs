@@ -14,7 +14,7 @@ use folio_models::llm::{Llm, LoadOptions};
 use folio_rerank::{ListwiseRanker, ListwiseSettings, PointwiseRanker, PointwiseSettings};
 use serde::Serialize;
 
-use super::{Stats, peer_script};
+use super::{RunArgs, Stats, peer_script};
 
 #[derive(Args)]
 pub struct RerankBenchArgs {
@@ -34,19 +34,11 @@ pub struct RerankBenchArgs {
     /// Pointwise prompts per forward pass.
     #[arg(long, default_value_t = 4)]
     batch_size: usize,
-    /// Timed repetitions (after one warm-up).
-    #[arg(long, default_value_t = 3)]
-    repeat: usize,
     /// Keep GGUF weights quantized (default: expanded to f32 when that fits in 2 GiB).
     #[arg(long)]
     quantized: bool,
-    /// Also run the same pointwise prompts through HF transformers with this Python
-    /// (e.g. scripts/reference/.venv/bin/python) and report the ratio.
-    #[arg(long)]
-    peer: Option<PathBuf>,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Serialize)]
@@ -95,7 +87,7 @@ pub fn rerank(args: RerankBenchArgs, default_ranker: Option<PathBuf>) -> Result<
             "no ranker model: pass --ranker <gguf|dir|hf-id>, or run scripts/fetch-ranker-model.sh"
         ),
     };
-    if args.candidates == 0 || args.tokens == 0 || args.repeat == 0 {
+    if args.candidates == 0 || args.tokens == 0 || args.run.repeat == 0 {
         bail!("--candidates, --tokens and --repeat must be at least 1");
     }
     let options = LoadOptions {
@@ -169,8 +161,8 @@ pub fn rerank(args: RerankBenchArgs, default_ranker: Option<PathBuf>) -> Result<
         llm.id()
     );
     ranker.rerank(query, &candidates, budget)?; // warm-up
-    let mut times = Vec::with_capacity(args.repeat);
-    for _ in 0..args.repeat {
+    let mut times = Vec::with_capacity(args.run.repeat);
+    for _ in 0..args.run.repeat {
         let started = Instant::now();
         ranker.rerank(query, &candidates, budget)?;
         times.push(started.elapsed().as_secs_f64());
@@ -178,7 +170,7 @@ pub fn rerank(args: RerankBenchArgs, default_ranker: Option<PathBuf>) -> Result<
     let stats = Stats::of_ms(&times);
     let mean = stats.mean / 1e3;
 
-    let peer = match (&args.peer, args.mode.as_str()) {
+    let peer = match (&args.run.peer, args.mode.as_str()) {
         (Some(python), "pointwise") => Some(run_peer(python, &reference, &prompts, &args)?),
         (Some(_), _) => bail!("--peer runs the pointwise prompts only"),
         (None, _) => None,
@@ -195,14 +187,14 @@ pub fn rerank(args: RerankBenchArgs, default_ranker: Option<PathBuf>) -> Result<
         prompt_tokens,
         batch_size: args.batch_size,
         threads: folio_models::cpu_threads(),
-        runs: args.repeat,
+        runs: args.run.repeat,
         candidates_per_s: args.candidates as f64 / mean,
         prompt_tokens_per_s: prompt_tokens as f64 / mean,
         latency_ms: stats,
         peer,
         speedup_vs_peer,
     };
-    if args.json {
+    if args.run.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
@@ -253,7 +245,7 @@ fn run_peer(
         .arg("--batch-size")
         .arg(args.batch_size.to_string())
         .arg("--repeat")
-        .arg(args.repeat.to_string())
+        .arg(args.run.repeat.to_string())
         .arg("--threads")
         .arg(folio_models::cpu_threads().to_string())
         .output()
