@@ -437,18 +437,11 @@ fn gme_embeddings_match_both_position_conventions() {
                     .expect("sequence")
             })
             .collect();
-        let out = e
+        let mrope: Vec<f32> = e
             .model()
-            .forward(&batch, PositionMode::MRope)
-            .expect("forward");
-        let tt = out.hidden.dim(1).expect("t");
-        let last = out.hidden.i((.., tt - 1)).expect("last");
-        let norm = last
-            .sqr()
-            .and_then(|s| s.sum_keepdim(1))
-            .and_then(|s| s.sqrt())
-            .expect("norm");
-        let mrope = floats(&last.broadcast_div(&norm).expect("div"));
+            .pooled(&batch, PositionMode::MRope)
+            .expect("forward")
+            .concat();
         assert_abs(
             &format!("gme {case} (M-RoPE)"),
             &mrope,

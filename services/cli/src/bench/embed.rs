@@ -3,8 +3,7 @@
 //! transformers running the same inputs on the same device (`--peer`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +14,7 @@ use folio_models::qwen2_vl::{
 };
 use serde::Serialize;
 
-use super::{RunArgs, Stats, peer_script};
+use super::{RunArgs, Stats, peer_script, run_peer_script};
 
 #[derive(Args)]
 pub struct EmbedBenchArgs {
@@ -121,7 +120,7 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
     let run = |keep: bool| -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::new();
         for chunk in batch.chunks(args.batch_size) {
-            let pooled = pooled(&model, chunk)?;
+            let pooled = model.pooled(chunk, PositionMode::MRope)?;
             if keep {
                 out.extend(pooled);
             }
@@ -145,7 +144,7 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
     let (peer, speedup, cosine) = match &args.run.peer {
         None => (None, None, None),
         Some(python) => {
-            let report = run_peer(python, &args, &batch)?;
+            let report = run_peer(python, &args, (&device, dtype), &batch)?;
             let peer_ms = report["latency_ms"]["mean"].as_f64();
             let theirs: Vec<Vec<f32>> =
                 serde_json::from_value(report["embeddings"].clone()).unwrap_or_default();
@@ -257,19 +256,6 @@ fn page_sequence(
     })
 }
 
-/// GME pooling: the L2-normalised final state of each sequence's last token.
-fn pooled(model: &Qwen2Vl, batch: &[VlSequence]) -> Result<Vec<Vec<f32>>> {
-    let out = model.forward(batch, PositionMode::MRope)?;
-    let t = out.hidden.dim(1)?;
-    let last = out
-        .hidden
-        .narrow(1, t - 1, 1)?
-        .squeeze(1)?
-        .to_dtype(DType::F32)?;
-    let norm = last.sqr()?.sum_keepdim(1)?.sqrt()?;
-    Ok(last.broadcast_div(&norm)?.to_vec2()?)
-}
-
 /// Multiply-add FLOPs (x2) of one page's forward pass, attention included.
 fn page_flops(c: &Qwen2VlConfig, seq: &VlSequence) -> f64 {
     let v = &c.vision;
@@ -313,8 +299,9 @@ fn matmul_rate(device: &Device, dtype: DType) -> Result<f64> {
 
 /// Runs `scripts/bench/embed_peer.py` on the same token ids and pixels.
 fn run_peer(
-    python: &PathBuf,
+    python: &Path,
     args: &EmbedBenchArgs,
+    (device, dtype): (&Device, DType),
     batch: &[VlSequence],
 ) -> Result<serde_json::Value> {
     let script = peer_script("embed_peer.py")?;
@@ -335,36 +322,19 @@ fn run_peer(
     }
     folio_models::candle::safetensors::save(&tensors, &inputs)?;
     eprintln!("bench embed: running the peer {}", script.display());
-    let out = Command::new(python)
-        .arg(&script)
-        .arg("--model")
-        .arg(&args.model)
-        .arg("--inputs")
-        .arg(&inputs)
-        .arg("--batch-size")
-        .arg(args.batch_size.to_string())
-        .arg("--repeat")
-        .arg(args.run.repeat.to_string())
-        .arg("--device")
-        .arg(if args.device.starts_with("cuda") {
-            "cuda"
-        } else {
-            "cpu"
-        })
-        .arg("--dtype")
-        .arg(match args.dtype.as_deref() {
-            Some(d) => d.to_string(),
-            None if args.device.starts_with("cuda") => "bf16".into(),
-            None => "f32".into(),
-        })
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "peer {} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("reading the peer's JSON report")
+    let args = [
+        "--model".to_string(),
+        args.model.display().to_string(),
+        "--inputs".into(),
+        inputs.display().to_string(),
+        "--batch-size".into(),
+        args.batch_size.to_string(),
+        "--repeat".into(),
+        args.run.repeat.to_string(),
+        "--device".into(),
+        (if device.is_cuda() { "cuda" } else { "cpu" }).into(),
+        "--dtype".into(),
+        (if dtype == DType::BF16 { "bf16" } else { "f32" }).into(),
+    ];
+    run_peer_script(python, &script, &args)
 }

@@ -5,8 +5,9 @@ pub mod embed;
 pub mod rerank;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
@@ -57,4 +58,22 @@ pub fn peer_script(name: &str) -> Result<PathBuf> {
         Some(p) => Ok(p),
         None => bail!("peer script scripts/bench/{name} not found (run from the repository root)"),
     }
+}
+
+/// Runs a peer script (`python script args...`) and parses the JSON object it prints; a
+/// failure carries the script's stderr.
+pub fn run_peer_script(python: &Path, script: &Path, args: &[String]) -> Result<serde_json::Value> {
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "peer {} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading the peer's JSON report")
 }

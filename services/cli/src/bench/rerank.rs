@@ -2,8 +2,7 @@
 //! candidate list, optionally next to HF transformers running the same prompts.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use folio_models::llm::{Llm, LoadOptions};
 use folio_rerank::{ListwiseRanker, ListwiseSettings, PointwiseRanker, PointwiseSettings};
 use serde::Serialize;
 
-use super::{RunArgs, Stats, peer_script};
+use super::{RunArgs, Stats, peer_script, run_peer_script};
 
 #[derive(Args)]
 pub struct RerankBenchArgs {
@@ -227,7 +226,7 @@ pub fn rerank(args: RerankBenchArgs, default_ranker: Option<PathBuf>) -> Result<
 
 /// Runs `scripts/bench/rerank_peer.py` on the same token ids and returns its JSON report.
 fn run_peer(
-    python: &PathBuf,
+    python: &Path,
     model: &str,
     prompts: &[Vec<u32>],
     args: &RerankBenchArgs,
@@ -236,26 +235,17 @@ fn run_peer(
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("prompts.json");
     std::fs::write(&input, serde_json::to_string(prompts)?)?;
-    let out = Command::new(python)
-        .arg(&script)
-        .arg("--model")
-        .arg(model)
-        .arg("--prompts")
-        .arg(&input)
-        .arg("--batch-size")
-        .arg(args.batch_size.to_string())
-        .arg("--repeat")
-        .arg(args.run.repeat.to_string())
-        .arg("--threads")
-        .arg(folio_models::cpu_threads().to_string())
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "peer {} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("reading the peer's JSON report")
+    let args = [
+        "--model".to_string(),
+        model.to_string(),
+        "--prompts".into(),
+        input.display().to_string(),
+        "--batch-size".into(),
+        args.batch_size.to_string(),
+        "--repeat".into(),
+        args.run.repeat.to_string(),
+        "--threads".into(),
+        folio_models::cpu_threads().to_string(),
+    ];
+    run_peer_script(python, &script, &args)
 }

@@ -15,7 +15,7 @@ use folio_core::{
 use tokenizers::Tokenizer;
 
 use super::image::{ImageProcessor, PixelBounds, ProcessedImage};
-use super::{PositionMode, Qwen2Vl, Qwen2VlError, VlSequence, l2_normalise};
+use super::{PositionMode, Qwen2Vl, Qwen2VlError, VlSequence};
 use crate::ModelError;
 
 /// Which head an embedder uses.
@@ -99,8 +99,7 @@ pub struct VlEmbedder {
     tokenizer: Tokenizer,
     processor: ImageProcessor,
     head: VlHead,
-    /// Inputs longer than this many tokens are refused (truncating would cut image tokens).
-    max_tokens: usize,
+    /// `max_tokens`: inputs longer than this are refused (truncating would cut image tokens).
     info: EmbedderInfo,
     /// GME's instruction for queries.
     query_instruction: String,
@@ -167,7 +166,6 @@ impl VlEmbedder {
                 max_tokens,
             },
             query_instruction: GME_QUERY_INSTRUCTION.to_string(),
-            max_tokens,
             model,
             tokenizer,
             processor,
@@ -269,11 +267,11 @@ impl VlEmbedder {
                 "more images than image slots in the prompt".into(),
             ));
         }
-        if ids.len() > self.max_tokens {
+        if ids.len() > self.info.max_tokens {
             return Err(Qwen2VlError::Input(format!(
                 "input of {} tokens exceeds the model's {}",
                 ids.len(),
-                self.max_tokens
+                self.info.max_tokens
             )));
         }
         Ok(VlSequence { ids, images })
@@ -299,10 +297,7 @@ impl VlEmbedder {
 
     /// The L2-normalised last-token state of each sequence.
     pub fn pooled(&self, batch: &[VlSequence]) -> Result<Vec<Vec<f32>>, Qwen2VlError> {
-        let out = self.model.forward(batch, self.position_mode())?;
-        let t = out.hidden.dim(1)?;
-        let last = out.hidden.i((.., t - 1))?.to_dtype(DType::F32)?;
-        Ok(l2_normalise(&last)?.to_vec2()?)
+        self.model.pooled(batch, self.position_mode())
     }
 
     /// ColQwen2 token vectors of `inputs` (queries without an image, pages with one).

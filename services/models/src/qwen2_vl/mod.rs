@@ -301,6 +301,23 @@ impl Qwen2Vl {
         Ok(VlOutput { hidden, lens })
     }
 
+    /// The final state of each sequence's last token, L2-normalised, f32: GME's pooling
+    /// (the batch is left-padded, so every sequence ends at the last position).
+    pub fn pooled(
+        &self,
+        batch: &[VlSequence],
+        mode: PositionMode,
+    ) -> Result<Vec<Vec<f32>>, Qwen2VlError> {
+        let out = self.forward(batch, mode)?;
+        let t = out.hidden.dim(1)?;
+        let last = out
+            .hidden
+            .narrow(1, t - 1, 1)?
+            .squeeze(1)?
+            .to_dtype(DType::F32)?;
+        Ok(l2_normalise(&last)?.to_vec2()?)
+    }
+
     /// The ColQwen2 projection of hidden states, L2-normalised, f32; `None` without one.
     pub fn project(&self, hidden: &Tensor) -> Result<Option<Tensor>, Qwen2VlError> {
         let Some(p) = &self.projection else {
