@@ -11,7 +11,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use folio_core::testing::HashEmbedder;
 use folio_core::{DocId, Document, Embedder, Page, PageKey, Passage};
@@ -28,6 +29,9 @@ fn doc_id(i: u64) -> DocId {
 fn write_forever(dir: &Path) -> anyhow::Result<()> {
     let embedder = HashEmbedder::new(32);
     let mut out = std::io::stdout();
+    // libtest has printed `test crash_child ... ` without a newline: start a fresh line.
+    writeln!(out, "\nREADY")?;
+    out.flush()?;
     loop {
         let mut writer = StoreWriter::open(dir, embedder.info(), None)?;
         let i = writer.document_count() as u64;
@@ -120,16 +124,50 @@ fn sigkilled_writers_never_lose_acknowledged_commits() -> anyhow::Result<()> {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let delay = 20 + next(&mut rng) % 400;
-        std::thread::sleep(Duration::from_millis(delay));
-        child.kill()?; // SIGKILL on Unix
-        child.wait()?;
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        for line in BufReader::new(stdout).lines() {
-            let line = line?;
+        let (lines_tx, lines) = mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // The kill clock starts when the child is ready, not when it is spawned: on a loaded
+        // machine process start-up alone can outlast the longest delay. The first round also
+        // waits for one acknowledged commit, so that every later round has data to lose.
+        let wait_for = if round == 0 { "ACK" } else { "READY" };
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.starts_with(wait_for);
+                    seen.push(line);
+                    if hit {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    child.kill()?;
+                    child.wait()?;
+                    anyhow::bail!("round {round}: the writer printed no {wait_for} in 120 s");
+                }
+            }
+        }
+        let delay = 20 + next(&mut rng) % 400;
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill()?; // SIGKILL on Unix
+        child.wait()?;
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("stdout reader panicked"))?;
+        seen.extend(lines.try_iter());
+        for line in seen {
             let mut parts = line.split_whitespace();
             if parts.next() != Some("ACK") {
                 continue;
