@@ -2,9 +2,11 @@
 //!
 //! For each file: hash its bytes (unchanged content is skipped), extract page text
 //! ([`pdf::extract_pages`]), cut passages ([`chunk::chunk_text`]), embed them in batches with the
-//! given [`Embedder`], and hand the document to the [`StoreWriter`]. A file that fails is
-//! reported with its reason and the batch goes on; the store publishes the new generation only
-//! at the end, so nothing indexed before is ever lost.
+//! given [`Embedder`], and hand the document to the [`StoreWriter`]. When page embedders are
+//! given ([`Embedders`]), every page is also rendered ([`render`]) and embedded as an image for
+//! the page route and/or the late-interaction route, a few pages at a time. A file that fails
+//! is reported with its reason and the batch goes on; the store publishes the new generation
+//! only at the end, so nothing indexed before is ever lost.
 
 pub mod chunk;
 pub mod pdf;
@@ -13,8 +15,13 @@ pub mod render;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use folio_core::{ChunkSettings, DocId, DocInput, Document, Embedder, Page, PageKey, Passage};
-use folio_store::{CommitOutcome, StoreError, StoreWriter};
+use folio_core::{
+    ChunkSettings, DocId, DocInput, Document, Embedder, Embedding, Page, PageEmbedder, PageImage,
+    PageKey, Passage,
+};
+use folio_store::{
+    CommitOutcome, IndexModels, PageEmbeddings, RouteModel, StoreError, StoreWriter, TokenMatrix,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,6 +62,9 @@ pub struct FileReport {
     pub pages: Option<u32>,
     /// Why it failed; `None` unless failed.
     pub reason: Option<String>,
+    /// What went wrong without failing the file (pages without a page image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The report of one indexing run; `files` is the `--report` JSON.
@@ -71,6 +81,12 @@ pub struct IndexReport {
     pub pages_indexed: u64,
     /// Passages embedded in this run.
     pub passages_indexed: u64,
+    /// Page images rendered and embedded in this run.
+    #[serde(default)]
+    pub page_images: u64,
+    /// Seconds spent rendering and embedding page images.
+    #[serde(default)]
+    pub page_image_seconds: f64,
 }
 
 impl IndexReport {
@@ -89,6 +105,8 @@ pub struct IndexSettings {
     pub max_file_bytes: u64,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// How pages are rendered for the page embedders.
+    pub render: render::RenderSettings,
 }
 
 impl Default for IndexSettings {
@@ -97,7 +115,56 @@ impl Default for IndexSettings {
             chunk: ChunkSettings::default(),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             progress: true,
+            render: render::RenderSettings::default(),
         }
+    }
+}
+
+/// Pages rendered and embedded together: bounds the page images held in memory.
+pub const PAGE_CHUNK: usize = 8;
+
+/// The models an indexing run embeds with.
+#[derive(Clone, Copy)]
+pub struct Embedders<'a> {
+    /// Passage text (the dense route).
+    pub text: &'a dyn Embedder,
+    /// Where the text embedder was loaded from, recorded in the index.
+    pub text_source: Option<&'a str>,
+    /// One vector per page image (the page route), with its source.
+    pub page: Option<(&'a dyn PageEmbedder, Option<&'a str>)>,
+    /// Token vectors per page image (the late-interaction route), with its source.
+    pub late: Option<(&'a dyn PageEmbedder, Option<&'a str>)>,
+}
+
+impl<'a> Embedders<'a> {
+    /// A text embedder only.
+    pub fn text(text: &'a dyn Embedder, text_source: Option<&'a str>) -> Self {
+        Embedders {
+            text,
+            text_source,
+            page: None,
+            late: None,
+        }
+    }
+
+    /// What the store records for these models.
+    pub fn models(&self) -> IndexModels {
+        let record = |(e, source): (&dyn PageEmbedder, Option<&str>)| RouteModel {
+            embedder: e.info().clone(),
+            source: source.map(str::to_string),
+        };
+        IndexModels {
+            text: RouteModel {
+                embedder: self.text.info().clone(),
+                source: self.text_source.map(str::to_string),
+            },
+            page: self.page.map(record),
+            late: self.late.map(record),
+        }
+    }
+
+    fn has_page_models(&self) -> bool {
+        self.page.is_some() || self.late.is_some()
     }
 }
 
@@ -121,6 +188,7 @@ pub fn collect_pdfs(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileReport>) {
                 status: FileStatus::Failed,
                 pages: None,
                 reason: Some("no such file or directory".into()),
+                warning: None,
             });
         }
     }
@@ -145,14 +213,26 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Indexes `files` into the index at `index_dir` (created if missing) and publishes a new
-/// generation if anything changed.
-#[instrument(skip_all, fields(index = %index_dir.display(), files = files.len()))]
+/// Indexes `files` into the index at `index_dir` (created if missing) with a text embedder
+/// only, and publishes a new generation if anything changed.
 pub fn index_files(
     index_dir: &Path,
     files: &[PathBuf],
     embedder: &dyn Embedder,
     embedder_source: Option<String>,
+    settings: &IndexSettings,
+) -> Result<IndexReport, IndexError> {
+    let models = Embedders::text(embedder, embedder_source.as_deref());
+    index_files_with(index_dir, files, &models, settings)
+}
+
+/// Indexes `files` into the index at `index_dir` (created if missing) with `models`, and
+/// publishes a new generation if anything changed.
+#[instrument(skip_all, fields(index = %index_dir.display(), files = files.len()))]
+pub fn index_files_with(
+    index_dir: &Path,
+    files: &[PathBuf],
+    models: &Embedders<'_>,
     settings: &IndexSettings,
 ) -> Result<IndexReport, IndexError> {
     let names: Vec<String> = files
@@ -163,7 +243,7 @@ pub fn index_files(
                 .unwrap_or_default()
         })
         .collect();
-    let run = Run::open(index_dir, embedder, embedder_source, settings)?;
+    let run = Run::open(index_dir, *models, settings)?;
     run.each(
         files.len(),
         "files",
@@ -191,7 +271,8 @@ pub fn index_texts(
     embedder_source: Option<String>,
     settings: &IndexSettings,
 ) -> Result<IndexReport, IndexError> {
-    let run = Run::open(index_dir, embedder, embedder_source, settings)?;
+    let models = Embedders::text(embedder, embedder_source.as_deref());
+    let run = Run::open(index_dir, models, settings)?;
     run.each(
         docs.len(),
         "documents",
@@ -204,9 +285,14 @@ pub fn index_texts(
                 hasher.update([0u8]);
             }
             let hash = hex(&hasher.finalize());
-            ingest.document(&doc.id, doc.id.clone(), hash, doc.text.len() as u64, || {
-                Ok(vec![doc.text.clone()])
-            })
+            let source = Source {
+                label: &doc.id,
+                stored_path: doc.id.clone(),
+                content_hash: hash,
+                bytes: doc.text.len() as u64,
+                pdf: None,
+            };
+            ingest.document(source, || Ok(vec![doc.text.clone()]))
         },
     )
 }
@@ -216,7 +302,7 @@ struct Run<'a> {
     writer: StoreWriter,
     /// Progress of the run; hidden until `each` starts.
     bar: ProgressBar,
-    embedder: &'a dyn Embedder,
+    models: Embedders<'a>,
     settings: &'a IndexSettings,
     report: IndexReport,
     started: Instant,
@@ -225,14 +311,13 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     fn open(
         index_dir: &Path,
-        embedder: &'a dyn Embedder,
-        embedder_source: Option<String>,
+        models: Embedders<'a>,
         settings: &'a IndexSettings,
     ) -> Result<Self, IndexError> {
         Ok(Run {
-            writer: StoreWriter::open(index_dir, embedder.info(), embedder_source)?,
+            writer: StoreWriter::open_with(index_dir, models.models())?,
             bar: ProgressBar::hidden(),
-            embedder,
+            models,
             settings,
             report: IndexReport {
                 files: Vec::new(),
@@ -240,6 +325,8 @@ impl<'a> Run<'a> {
                 seconds: 0.0,
                 pages_indexed: 0,
                 passages_indexed: 0,
+                page_images: 0,
+                page_image_seconds: 0.0,
             },
             started: Instant::now(),
         })
@@ -279,26 +366,25 @@ impl<'a> Run<'a> {
     /// each page, or the reason it cannot.
     fn document(
         &mut self,
-        label: &str,
-        stored_path: String,
-        content_hash: String,
-        bytes: u64,
+        source: Source<'_>,
         pages: impl FnOnce() -> Result<Vec<String>, String>,
     ) -> FileReport {
+        let label = source.label;
         let report = |status, pages, reason| FileReport {
             path: label.to_string(),
             status,
             pages,
             reason,
+            warning: None,
         };
-        if let Some(doc) = self.writer.find_by_hash(&content_hash) {
+        if let Some(doc) = self.writer.find_by_hash(&source.content_hash) {
             return report(FileStatus::Unchanged, Some(doc.pages), None);
         }
         let page_texts = match pages() {
             Ok(p) => p,
             Err(reason) => return report(FileStatus::Failed, None, Some(reason)),
         };
-        let doc_id = DocId::from_content_hash(&content_hash);
+        let doc_id = DocId::from_content_hash(&source.content_hash);
         let n_pages = u32::try_from(page_texts.len()).unwrap_or(u32::MAX);
         let mut pages = Vec::with_capacity(page_texts.len());
         let mut passages = Vec::new();
@@ -325,25 +411,164 @@ impl<'a> Run<'a> {
             "{short}: {n_pages} pages, embedding {} passages",
             passages.len()
         ));
-        let vectors = match embed_passages(self.embedder, &passages) {
+        let vectors = match embed_passages(self.models.text, &passages) {
             Ok(v) => v,
             Err(reason) => return report(FileStatus::Failed, Some(n_pages), Some(reason)),
         };
+        let (page_embeddings, warning) = match source.pdf {
+            Some(pdf) if self.models.has_page_models() => {
+                match self.embed_page_images(pdf, n_pages, &short) {
+                    Ok(done) => done,
+                    Err(reason) => return report(FileStatus::Failed, Some(n_pages), Some(reason)),
+                }
+            }
+            _ => (PageEmbeddings::default(), None),
+        };
         let doc = Document {
-            doc_id,
-            path: stored_path,
-            content_hash,
+            doc_id: doc_id.clone(),
+            path: source.stored_path,
+            content_hash: source.content_hash,
             pages: n_pages,
-            bytes,
+            bytes: source.bytes,
         };
         let n_passages = passages.len() as u64;
-        if let Err(e) = self.writer.put_document(doc, pages, passages, vectors) {
+        let stored = self
+            .writer
+            .put_document(doc, pages, passages, vectors)
+            .and_then(|()| self.writer.set_page_embeddings(&doc_id, page_embeddings));
+        if let Err(e) = stored {
+            self.writer.remove(&doc_id);
             return report(FileStatus::Failed, Some(n_pages), Some(e.to_string()));
         }
         self.report.pages_indexed += u64::from(n_pages);
         self.report.passages_indexed += n_passages;
-        report(FileStatus::Indexed, Some(n_pages), None)
+        if let Some(w) = &warning {
+            warn!(path = %label, warning = %w, "indexed with a warning");
+        }
+        FileReport {
+            warning,
+            ..report(FileStatus::Indexed, Some(n_pages), None)
+        }
     }
+
+    /// Renders the pages of a PDF and embeds them with the page models, [`PAGE_CHUNK`] pages
+    /// at a time. Pages that cannot be rendered get no page embedding and are named in the
+    /// warning; a model error fails the document.
+    fn embed_page_images(
+        &mut self,
+        pdf: &[u8],
+        n_pages: u32,
+        short: &str,
+    ) -> Result<(PageEmbeddings, Option<String>), String> {
+        let mut out = PageEmbeddings::default();
+        let mut renderer = match render::PageRenderer::open(pdf) {
+            Ok(r) => r,
+            Err(e) => return Ok((out, Some(format!("no page images: {e}")))),
+        };
+        let wanted = (n_pages as usize).min(renderer.page_count());
+        let mut failed: Vec<String> = Vec::new();
+        if renderer.page_count() < n_pages as usize {
+            failed.push(format!(
+                "pages {}-{n_pages}: the renderer finds only {} pages",
+                renderer.page_count() + 1,
+                renderer.page_count()
+            ));
+        }
+        let mut start = 0;
+        while start < wanted {
+            let started = Instant::now();
+            let end = (start + PAGE_CHUNK).min(wanted);
+            let mut numbers = Vec::with_capacity(end - start);
+            let mut images = Vec::with_capacity(end - start);
+            for (i, result) in renderer
+                .render_range(start..end, &self.settings.render)
+                .into_iter()
+                .enumerate()
+            {
+                let page = (start + i + 1) as u32;
+                match result {
+                    Ok(img) => {
+                        numbers.push(page);
+                        images.push(PageImage {
+                            width: img.width(),
+                            height: img.height(),
+                            rgb: img.into_raw(),
+                        });
+                    }
+                    Err(e) => failed.push(format!("page {page}: {e}")),
+                }
+            }
+            if let Some((model, _)) = self.models.page {
+                for (page, e) in numbers.iter().zip(embed_images(model, &images)?) {
+                    match e {
+                        Embedding::Single(v) => out.vectors.push((*page, v)),
+                        Embedding::Multi(_) => {
+                            return Err("the page embedder gave token vectors; \
+                                        give it as the late-interaction model"
+                                .into());
+                        }
+                    }
+                }
+            }
+            if let Some((model, _)) = self.models.late {
+                let dim = model.info().dim;
+                for (page, e) in numbers.iter().zip(embed_images(model, &images)?) {
+                    let Embedding::Multi(tokens) = e else {
+                        return Err("the late-interaction embedder gave one vector a page; \
+                                    give it as the page model"
+                            .into());
+                    };
+                    let flat: Vec<f32> = tokens.into_iter().flatten().collect();
+                    let matrix = TokenMatrix::from_f32(dim, &flat)
+                        .map_err(|e| format!("page {page}: {e}"))?;
+                    out.tokens.push((*page, matrix));
+                }
+            }
+            self.report.page_images += images.len() as u64;
+            self.report.page_image_seconds += started.elapsed().as_secs_f64();
+            let rate = self.report.page_images as f64 / self.report.page_image_seconds.max(1e-9);
+            self.bar.set_message(format!(
+                "{short}: page images {end}/{wanted} ({rate:.2} pages/s)"
+            ));
+            start = end;
+        }
+        let warning = match failed.as_slice() {
+            [] => None,
+            [only] => Some(format!("1 page has no page image: {only}")),
+            [first, ..] => Some(format!(
+                "{} pages have no page image; first: {first}",
+                failed.len()
+            )),
+        };
+        Ok((out, warning))
+    }
+}
+
+/// Where a document comes from, as the report and the store name it.
+struct Source<'a> {
+    /// The input as given (report).
+    label: &'a str,
+    /// The path (or id) stored with the document.
+    stored_path: String,
+    content_hash: String,
+    bytes: u64,
+    /// The PDF's bytes, for page images; `None` for text documents.
+    pdf: Option<&'a [u8]>,
+}
+
+fn embed_images(model: &dyn PageEmbedder, images: &[PageImage]) -> Result<Vec<Embedding>, String> {
+    let embeddings = model
+        .embed_pages(images)
+        .map_err(|e| format!("page embedding with {} failed: {e}", model.info().id))?;
+    if embeddings.len() != images.len() {
+        return Err(format!(
+            "page embedder {} gave {} embeddings for {} pages",
+            model.info().id,
+            embeddings.len(),
+            images.len()
+        ));
+    }
+    Ok(embeddings)
 }
 
 /// A progress bar on stderr counting `len` items of `unit`, with rate and ETA; hidden when
@@ -370,6 +595,7 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
         status: FileStatus::Failed,
         pages: None,
         reason: Some(reason),
+        warning: None,
     };
     let size = match std::fs::metadata(path) {
         Ok(m) => m.len(),
@@ -389,9 +615,15 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
         .to_string();
-    let content_hash = hex(&Sha256::digest(&bytes));
-    run.document(&label, stored_path, content_hash, size, || {
-        pdf::extract_pages(bytes).map_err(|e| e.to_string())
+    let source = Source {
+        label: &label,
+        stored_path,
+        content_hash: hex(&Sha256::digest(&bytes)),
+        bytes: size,
+        pdf: Some(&bytes),
+    };
+    run.document(source, || {
+        pdf::extract_pages(bytes.clone()).map_err(|e| e.to_string())
     })
 }
 
@@ -478,11 +710,14 @@ mod tests {
                 status: FileStatus::Unchanged,
                 pages: Some(3),
                 reason: None,
+                warning: None,
             }],
             generation: None,
             seconds: 1.0,
             pages_indexed: 0,
             passages_indexed: 0,
+            page_images: 0,
+            page_image_seconds: 0.0,
         };
         let v = serde_json::to_value(&report)?;
         assert_eq!(

@@ -15,10 +15,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use folio_core::{ChunkSettings, DocId, Embedder, Reranker};
+use folio_core::{ChunkSettings, DocId, Embedder, EmbeddingKind, PageEmbedder, Reranker};
 use folio_eval::{EvalOptions, Metric};
-use folio_indexer::{FileStatus, IndexReport, IndexSettings};
+use folio_indexer::{Embedders, FileStatus, IndexReport, IndexSettings};
 use folio_models::llm::{Llm, LoadOptions};
+use folio_models::qwen2_vl::embed::{GME_PIXELS, VlEmbedder, VlHead, VlOptions};
+use folio_models::qwen2_vl::image::PixelBounds;
 use folio_models::{BertEmbedder, ModelSource};
 use folio_rerank::RerankMode;
 use folio_search::{Pipeline, SearchRequest, SearchResponse};
@@ -148,6 +150,25 @@ struct EmbedderArg {
 }
 
 #[derive(Args)]
+struct PageModelArgs {
+    /// Qwen2-VL page embedder, a model directory: a GME-style model feeds the `page` route
+    /// (one vector a page image), a ColQwen2-style one (or its adapter directory) the `late`
+    /// route (token vectors, MaxSim). The head follows the checkpoint (a `custom_text_proj`
+    /// means ColQwen2); prefix `gme:` or `colqwen:` to choose. Give the flag twice for both.
+    /// Default: the models the index was built with.
+    #[arg(long = "page-embedder")]
+    page_embedders: Vec<String>,
+    /// Most visual tokens per image (28x28-pixel cells); larger images are scaled down.
+    /// Default: the model's (GME: 1280).
+    #[arg(long)]
+    page_image_tokens: Option<usize>,
+    /// Device for the page embedders: cpu, cuda or cuda:N (CUDA needs a build with
+    /// `--features cuda`).
+    #[arg(long, env = "FOLIO_DEVICE", default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
 struct IndexArgs {
     /// PDF files or directories.
     #[arg(required = true)]
@@ -167,8 +188,13 @@ struct IndexArgs {
     /// Refuse files larger than this many bytes.
     #[arg(long, default_value_t = folio_indexer::DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: u64,
+    /// Page images are rendered at this resolution for the page embedders.
+    #[arg(long, default_value_t = folio_indexer::render::RenderSettings::default().dpi)]
+    render_dpi: f32,
     #[command(flatten)]
     embedder: EmbedderArg,
+    #[command(flatten)]
+    page_models: PageModelArgs,
 }
 
 #[derive(Args)]
@@ -233,8 +259,11 @@ struct DeleteArgs {
 
 #[derive(Args)]
 struct SearchArgs {
-    /// The query.
-    query: String,
+    /// The query text (may be left out when --image is given).
+    query: Option<String>,
+    /// A query image (PNG or JPEG), searched by the page-image routes.
+    #[arg(long)]
+    image: Option<PathBuf>,
     /// Index directory.
     #[arg(long)]
     index: PathBuf,
@@ -246,6 +275,8 @@ struct SearchArgs {
     json: bool,
     #[command(flatten)]
     embedder: EmbedderArg,
+    #[command(flatten)]
+    page_models: PageModelArgs,
     #[command(flatten)]
     rerank: RerankArgs,
 }
@@ -260,6 +291,8 @@ struct ServeArgs {
     addr: SocketAddr,
     #[command(flatten)]
     embedder: EmbedderArg,
+    #[command(flatten)]
+    page_models: PageModelArgs,
     #[command(flatten)]
     ranker: RankerArgs,
 }
@@ -348,9 +381,100 @@ fn load_embedder(
     Ok((Arc::new(embedder), source))
 }
 
+/// A loaded page embedder and the directory it came from.
+type LoadedPageModel = (Arc<VlEmbedder>, String);
+
+/// Loads the page embedders: those given, else (when `manifest` is given) the ones the index
+/// was built with. At most one single-vector and one multi-vector model. With `strict`,
+/// a recorded model that cannot be loaded is an error; otherwise its route is left out with a
+/// warning (searching still works on the other routes).
+fn load_page_embedders(
+    args: &PageModelArgs,
+    manifest: Option<&Manifest>,
+    strict: bool,
+) -> Result<(Option<LoadedPageModel>, Option<LoadedPageModel>)> {
+    let given = !args.page_embedders.is_empty();
+    // (head, model directory or id): as given, else as the index recorded them.
+    let references: Vec<(Option<VlHead>, String)> = if given {
+        args.page_embedders
+            .iter()
+            .map(|r| match r.split_once(':') {
+                Some(("gme", path)) => (Some(VlHead::Gme), path.to_string()),
+                Some(("colqwen", path)) => (Some(VlHead::ColQwen), path.to_string()),
+                _ => (None, r.clone()),
+            })
+            .collect()
+    } else {
+        manifest
+            .into_iter()
+            .flat_map(|m| [&m.page, &m.late])
+            .flatten()
+            .filter_map(|r| {
+                let head = match r.embedder.kind {
+                    EmbeddingKind::Single => VlHead::Gme,
+                    EmbeddingKind::Multi => VlHead::ColQwen,
+                };
+                Some((Some(head), r.source.clone()?))
+            })
+            .collect()
+    };
+    let (mut page, mut late) = (None, None);
+    if references.is_empty() {
+        return Ok((page, late));
+    }
+    let device = folio_models::device(&args.device)?;
+    for (head, reference) in references {
+        let pixels = args.page_image_tokens.map(|tokens| {
+            let cell = 28 * 28;
+            PixelBounds {
+                min_pixels: (tokens * cell).min(GME_PIXELS.min_pixels),
+                max_pixels: tokens.max(1) * cell,
+            }
+        });
+        let loaded = folio_models::resolve_model(&reference)
+            .map_err(anyhow::Error::from)
+            .and_then(|source| {
+                let options = VlOptions {
+                    head,
+                    pixels,
+                    dtype: folio_models::default_dtype(&device),
+                };
+                let model = VlEmbedder::load(&source.dir, options, &device)?;
+                Ok((Arc::new(model), source.dir.display().to_string()))
+            })
+            .with_context(|| format!("loading page embedder {reference}"));
+        let (model, dir) = match loaded {
+            Ok(m) => m,
+            Err(e) if !(strict || given) => {
+                eprintln!("warning: {e:#}; its route is left out");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let slot = match model.info().kind {
+            EmbeddingKind::Single => &mut page,
+            EmbeddingKind::Multi => &mut late,
+        };
+        if slot.is_some() {
+            bail!(
+                "two {} page embedders given; give at most one single-vector (GME-style) and \
+                 one multi-vector (ColQwen2-style) model",
+                if model.info().kind == EmbeddingKind::Single {
+                    "single-vector"
+                } else {
+                    "multi-vector"
+                }
+            );
+        }
+        *slot = Some((model, dir));
+    }
+    Ok((page, late))
+}
+
 fn index(args: IndexArgs) -> Result<ExitCode> {
     let existing = Manifest::read(&args.index)?;
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
+    let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), true)?;
     let (files, mut missing) = folio_indexer::collect_pdfs(&args.inputs);
     if files.is_empty() && missing.is_empty() {
         bail!("no PDF files found in the given inputs");
@@ -362,14 +486,23 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         },
         max_file_bytes: args.max_file_bytes,
         progress: true,
+        render: folio_indexer::render::RenderSettings {
+            dpi: args.render_dpi,
+            ..Default::default()
+        },
     };
-    let mut report = folio_indexer::index_files(
-        &args.index,
-        &files,
-        embedder.as_ref(),
-        Some(source.dir.display().to_string()),
-        &settings,
-    )?;
+    let text_source = source.dir.display().to_string();
+    fn as_model(m: &Option<LoadedPageModel>) -> Option<(&dyn PageEmbedder, Option<&str>)> {
+        m.as_ref()
+            .map(|(e, dir)| (e.as_ref() as &dyn PageEmbedder, Some(dir.as_str())))
+    }
+    let models = Embedders {
+        text: embedder.as_ref(),
+        text_source: Some(&text_source),
+        page: as_model(&page),
+        late: as_model(&late),
+    };
+    let mut report = folio_indexer::index_files_with(&args.index, &files, &models, &settings)?;
     report.files.append(&mut missing);
     print_report(&report);
     if let Some(path) = &args.report {
@@ -388,14 +521,8 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
 /// Removes documents and publishes a new generation; exit 2 when some were not found (the
 /// others are removed), 1 when none was.
 fn delete(args: DeleteArgs) -> Result<ExitCode> {
-    let manifest = Manifest::read(&args.index)?
-        .with_context(|| format!("{} is not a Folio index", args.index.display()))?;
-    // Deleting needs no model: the writer checks the embedder against the manifest's own.
-    let mut writer = StoreWriter::open(
-        &args.index,
-        &manifest.embedder,
-        manifest.embedder_source.clone(),
-    )?;
+    // Deleting needs no model: the writer takes the index's own.
+    let mut writer = StoreWriter::open_existing(&args.index)?;
     let mut missing = 0;
     for target in &args.documents {
         let by_id = writer.document(&DocId(target.clone())).cloned();
@@ -470,11 +597,21 @@ fn print_report(report: &IndexReport) {
     );
 }
 
-fn open_pipeline(index: &Path, embedder: Option<String>) -> Result<Pipeline> {
+/// Opens an index with its text embedder and the page embedders of its page-image routes.
+fn open_pipeline(
+    index: &Path,
+    embedder: Option<String>,
+    page_models: &PageModelArgs,
+) -> Result<Pipeline> {
     let store = Store::open(index)?;
     let (embedder, _) = load_embedder(embedder, Some(store.manifest()))?;
+    let (page, late) = load_page_embedders(page_models, Some(store.manifest()), false)?;
     let embedder: Arc<dyn Embedder> = embedder;
-    Ok(Pipeline::new(Arc::new(store), Some(embedder))?)
+    let mut pipeline = Pipeline::new(Arc::new(store), Some(embedder))?;
+    for (model, _) in [page, late].into_iter().flatten() {
+        pipeline.add_page_embedder(model)?;
+    }
+    Ok(pipeline)
 }
 
 /// The default ranker: ./models/SmolLM2-135M-Instruct-GGUF, else the one in this source tree.
@@ -542,9 +679,16 @@ fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) ->
 }
 
 fn search(args: SearchArgs) -> Result<()> {
-    let mut pipeline = open_pipeline(&args.index, args.embedder.embedder)?;
-    let request = args.rerank.request(args.query.clone(), args.k);
+    let mut request = args
+        .rerank
+        .request(args.query.clone().unwrap_or_default(), args.k);
+    if let Some(path) = &args.image {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading query image {}", path.display()))?;
+        request.image = Some(bytes);
+    }
     request.validate()?;
+    let mut pipeline = open_pipeline(&args.index, args.embedder.embedder, &args.page_models)?;
     attach_rerankers(&mut pipeline, &args.rerank.ranker, request.reranks())?;
     let response = pipeline.search(&request)?;
     if args.json {
@@ -588,7 +732,7 @@ fn print_hits(response: &SearchResponse) {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    let mut pipeline = open_pipeline(&args.index, args.embedder.embedder)?;
+    let mut pipeline = open_pipeline(&args.index, args.embedder.embedder, &args.page_models)?;
     attach_rerankers(&mut pipeline, &args.ranker, false)?;
     let pipeline = Arc::new(pipeline);
     let runtime = tokio::runtime::Builder::new_multi_thread()

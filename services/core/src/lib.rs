@@ -112,6 +112,14 @@ pub enum Embedding {
 }
 
 impl Embedding {
+    /// The token vectors, if this is a multi-vector embedding.
+    pub fn as_multi(&self) -> Option<&[Vec<f32>]> {
+        match self {
+            Embedding::Single(_) => None,
+            Embedding::Multi(v) => Some(v),
+        }
+    }
+
     /// The single vector, if this is one.
     pub fn as_single(&self) -> Option<&[f32]> {
         match self {
@@ -206,15 +214,24 @@ pub trait PageEmbedder: Send + Sync {
     fn embed_pages(&self, pages: &[PageImage]) -> Result<Vec<Embedding>, EmbedError>;
     /// Embeds queries; one embedding per query, in order.
     fn embed_visual_queries(&self, queries: &[VisualQuery]) -> Result<Vec<Embedding>, EmbedError>;
+    /// Whether queries may carry an image (ColQwen2-style models take text queries only).
+    fn accepts_image_queries(&self) -> bool {
+        true
+    }
 }
 
-/// A validated query, with what the routes need precomputed (the query embedding).
-#[derive(Debug, Clone, PartialEq)]
+/// A validated query, with what the routes need precomputed (the query embeddings).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PreparedQuery {
-    /// The query text.
+    /// The query text; empty for an image-only query.
     pub text: String,
     /// The query embedding from the index's text embedder, when a dense route runs.
     pub text_embedding: Option<Embedding>,
+    /// The query (text and/or image) embedded by the index's page embedder, when the page
+    /// route runs.
+    pub page_embedding: Option<Embedding>,
+    /// The query embedded by the index's late-interaction embedder, when the late route runs.
+    pub late_embedding: Option<Embedding>,
 }
 
 /// One route's answer for one page.
@@ -256,6 +273,11 @@ pub trait Route: Send + Sync {
     fn name(&self) -> &str;
     /// The top `k` pages for the query, best first, at most one hit per page.
     fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError>;
+    /// Whether this route can answer the query; routes that cannot are left out of it. Text
+    /// routes need query text; embedding routes need their embedding.
+    fn accepts(&self, query: &PreparedQuery) -> bool {
+        !query.text.trim().is_empty()
+    }
 }
 
 /// Merges several routes' ranked lists into one.

@@ -66,7 +66,9 @@ fn fuse_by(lists: &[RankedList], k: usize, score: impl Fn(&Acc) -> f64) -> Vec<F
                 1.0
             };
             a.routes.insert(list.route.clone(), (rank, normalised));
-            if rank < a.best_rank {
+            // Page-image routes match no passage: the passage comes from the best-ranked
+            // text route that matched one.
+            if hit.passage.is_some() && rank < a.best_rank {
                 a.best_rank = rank;
                 a.passage = hit.passage;
             }

@@ -1,11 +1,13 @@
 //! Retrieval routes, fusion and the query pipeline: a validated request goes in, fused pages
 //! with snippets and per-route provenance come out.
 //!
-//! The pipeline: validate the request, embed the query once (when a dense route runs), run
-//! each route for the top pages, fuse with [`Rrf`] (k = 60), and build the hits from the store
-//! (document path, page, snippet of the best passage, rank in every route).
+//! The pipeline: validate the request, embed the query once per model a route needs (text
+//! for the dense route; text and/or image for the page and late-interaction routes), run each
+//! route that can answer it for the top pages, fuse with [`Rrf`] (k = 60), and build the hits
+//! from the store (document path, page, snippet of the best passage, rank in every route).
 
 mod fusion;
+mod query_image;
 mod rerank;
 mod routes;
 mod snippet;
@@ -15,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio_core::{
-    Candidate, EmbedError, Embedder, FusedHit, Fuser, MAX_K, PreparedQuery, QueryInput, RankedList,
-    Reranker, RetrieveError, Route,
+    Candidate, EmbedError, Embedder, Embedding, EmbeddingKind, FusedHit, Fuser, MAX_K,
+    PageEmbedder, PageImage, PreparedQuery, QueryInput, RankedList, Reranker, RetrieveError, Route,
+    VisualQuery,
 };
 use folio_store::Store;
 use serde::{Deserialize, Serialize};
@@ -24,8 +27,9 @@ use thiserror::Error;
 use tracing::{debug, instrument};
 
 pub use fusion::{Rrf, Weighted};
+pub use query_image::{MAX_QUERY_IMAGE_BYTES, MAX_QUERY_IMAGE_SIDE, decode_query_image};
 pub use rerank::RerankOutcome;
-pub use routes::{Bm25Route, DenseRoute};
+pub use routes::{Bm25Route, DenseRoute, LateRoute, PageRoute};
 pub use snippet::{SNIPPET_CHARS, snippet};
 
 /// Longest accepted query, in chars.
@@ -54,8 +58,16 @@ pub enum SearchError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// Free-text query.
+    /// Free-text query; may be empty when `image` is given.
+    #[serde(default)]
     pub query: String,
+    /// A query image (PNG or JPEG; base64 in JSON), searched by the page-image routes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "query_image::base64_bytes"
+    )]
+    pub image: Option<Vec<u8>>,
     /// Number of pages to return, 1..=1000.
     #[serde(default = "default_k")]
     pub k: usize,
@@ -96,6 +108,7 @@ impl SearchRequest {
     pub fn new(query: impl Into<String>, k: usize) -> Self {
         SearchRequest {
             query: query.into(),
+            image: None,
             k,
             rerank: default_rerank(),
             rerank_depth: default_rerank_depth(),
@@ -108,11 +121,29 @@ impl SearchRequest {
         self.rerank != NO_RERANK
     }
 
+    /// True when the request has query text.
+    pub fn has_text(&self) -> bool {
+        !self.query.trim().is_empty()
+    }
+
     /// Checks the request; the error message names the field at fault.
     pub fn validate(&self) -> Result<(), SearchError> {
-        if self.query.trim().is_empty() {
+        if !self.has_text() && self.image.is_none() {
             return Err(SearchError::InvalidRequest(
-                "query must not be empty".into(),
+                "query must not be empty (give query text, an image, or both)".into(),
+            ));
+        }
+        if let Some(image) = &self.image
+            && image.len() > MAX_QUERY_IMAGE_BYTES
+        {
+            return Err(SearchError::InvalidRequest(format!(
+                "image is {} bytes; the limit is {MAX_QUERY_IMAGE_BYTES}",
+                image.len()
+            )));
+        }
+        if self.reranks() && !self.has_text() {
+            return Err(SearchError::InvalidRequest(
+                "re-ranking reads the query text: give query text, or rerank \"none\"".into(),
             ));
         }
         let chars = self.query.chars().count();
@@ -241,6 +272,10 @@ pub fn fuser_by_name(name: &str) -> Result<Box<dyn Fuser>, SearchError> {
 pub struct Pipeline {
     store: Arc<Store>,
     embedder: Option<Arc<dyn Embedder>>,
+    /// The page route's model.
+    page_embedder: Option<Arc<dyn PageEmbedder>>,
+    /// The late-interaction route's model.
+    late_embedder: Option<Arc<dyn PageEmbedder>>,
     routes: Vec<Box<dyn Route>>,
     fuser: Box<dyn Fuser>,
     /// Re-rankers by request name, or why one cannot run.
@@ -273,10 +308,58 @@ impl Pipeline {
         Ok(Pipeline {
             store,
             embedder,
+            page_embedder: None,
+            late_embedder: None,
             routes,
             fuser: Box::new(Rrf::default()),
             rerankers: BTreeMap::new(),
         })
+    }
+
+    /// Adds the page route (a single-vector model) or the late-interaction route (a
+    /// multi-vector model) with the model that embeds its queries, which must be the one the
+    /// index's route was built with.
+    pub fn add_page_embedder(
+        &mut self,
+        embedder: Arc<dyn PageEmbedder>,
+    ) -> Result<(), SearchError> {
+        let manifest = self.store.manifest();
+        let (built, name) = match embedder.info().kind {
+            EmbeddingKind::Single => (&manifest.page, PageRoute::NAME),
+            EmbeddingKind::Multi => (&manifest.late, LateRoute::NAME),
+        };
+        let given = embedder.info();
+        match built {
+            None => {
+                return Err(SearchError::Setup(format!(
+                    "index {} has no {name} route for model {} ({}-d); index with it first",
+                    self.store.dir().display(),
+                    given.id,
+                    given.dim
+                )));
+            }
+            Some(b) if !b.same_model(given) => {
+                return Err(SearchError::Setup(format!(
+                    "the {name} route of index {} was built with {} but {} ({}-d) was loaded",
+                    self.store.dir().display(),
+                    b.describe(),
+                    given.id,
+                    given.dim
+                )));
+            }
+            Some(_) => {}
+        }
+        self.routes.retain(|r| r.name() != name);
+        if name == PageRoute::NAME {
+            self.page_embedder = Some(embedder);
+            self.routes
+                .push(Box::new(PageRoute::new(self.store.clone())));
+        } else {
+            self.late_embedder = Some(embedder);
+            self.routes
+                .push(Box::new(LateRoute::new(self.store.clone())));
+        }
+        Ok(())
     }
 
     /// Makes `reranker` available to requests under `name` (`pointwise`, `listwise`, ...).
@@ -352,6 +435,12 @@ impl Pipeline {
         if !names.contains(&DenseRoute::NAME) {
             self.embedder = None;
         }
+        if !names.contains(&PageRoute::NAME) {
+            self.page_embedder = None;
+        }
+        if !names.contains(&LateRoute::NAME) {
+            self.late_embedder = None;
+        }
         Ok(())
     }
 
@@ -361,20 +450,29 @@ impl Pipeline {
         request.validate()?;
         let mut timings = Timings::default();
         let started = Instant::now();
-        let text_embedding = match &self.embedder {
-            Some(e) => e
-                .embed_queries(&[QueryInput::Text(request.query.clone())])?
-                .pop(),
-            None => None,
-        };
+        let query = self.prepare(request)?;
         timings.embed_ms = ms(started);
-        let query = PreparedQuery {
-            text: request.query.clone(),
-            text_embedding,
-        };
         let depth = request.k.max(MIN_ROUTE_DEPTH);
         let mut lists = Vec::with_capacity(self.routes.len());
-        for route in &self.routes {
+        let answering: Vec<&dyn Route> = self
+            .routes
+            .iter()
+            .map(|r| r.as_ref())
+            .filter(|r| r.accepts(&query))
+            .collect();
+        if answering.is_empty() {
+            return Err(SearchError::InvalidRequest(format!(
+                "no route of this pipeline ({}) can answer {}",
+                self.route_names().join(", "),
+                match (request.has_text(), request.image.is_some()) {
+                    (false, _) =>
+                        "an image-only query: it needs the page route (GME-style page embedder)",
+                    (true, true) => "this query",
+                    (true, false) => "a text query",
+                }
+            )));
+        }
+        for route in answering {
             let started = Instant::now();
             let hits = route.retrieve(&query, depth)?;
             timings
@@ -393,6 +491,42 @@ impl Pipeline {
             lists,
             fused,
             timings,
+        })
+    }
+
+    /// Embeds the query once for each model a kept route needs: text for the dense route;
+    /// text and/or image for the page-image routes (the late route's model skips image
+    /// queries when it takes text only).
+    fn prepare(&self, request: &SearchRequest) -> Result<PreparedQuery, SearchError> {
+        let image: Option<PageImage> = request
+            .image
+            .as_deref()
+            .map(decode_query_image)
+            .transpose()
+            .map_err(SearchError::InvalidRequest)?;
+        let text = request.has_text().then(|| request.query.clone());
+        let text_embedding = match (&self.embedder, &text) {
+            (Some(e), Some(t)) => e.embed_queries(&[QueryInput::Text(t.clone())])?.pop(),
+            _ => None,
+        };
+        let visual = VisualQuery {
+            text: text.clone(),
+            image,
+        };
+        let embed_visual =
+            |model: &Option<Arc<dyn PageEmbedder>>| -> Result<Option<Embedding>, EmbedError> {
+                match model {
+                    Some(m) if visual.image.is_none() || m.accepts_image_queries() => {
+                        Ok(m.embed_visual_queries(std::slice::from_ref(&visual))?.pop())
+                    }
+                    _ => Ok(None),
+                }
+            };
+        Ok(PreparedQuery {
+            text: request.query.clone(),
+            text_embedding,
+            page_embedding: embed_visual(&self.page_embedder)?,
+            late_embedding: embed_visual(&self.late_embedder)?,
         })
     }
 
@@ -455,14 +589,22 @@ impl Pipeline {
             .take(depth)
             .map(|h| Candidate {
                 hit: h.clone(),
-                text: h
-                    .passage
-                    .and_then(|id| self.store.passage(id))
+                text: self
+                    .passage_of(h)
                     .map(|p| p.text.clone())
                     .unwrap_or_default(),
             })
             .collect();
         rerank::rerank(reranker, query, &candidates, fused.len(), budget)
+    }
+
+    /// The passage that stands for a hit: the one a text route matched, else the page's
+    /// first (page-image routes match no passage).
+    fn passage_of(&self, h: &FusedHit) -> Option<&folio_core::Passage> {
+        match h.passage {
+            Some(id) => self.store.passage(id),
+            None => self.store.first_passage(&h.page),
+        }
     }
 
     fn hit(
@@ -472,7 +614,7 @@ impl Pipeline {
         rerank_score: Option<f64>,
         query: &str,
     ) -> SearchHit {
-        let passage = h.passage.and_then(|id| self.store.passage(id));
+        let passage = self.passage_of(h);
         SearchHit {
             fused_rank,
             rerank_score,

@@ -1,5 +1,6 @@
-//! Retrieval routes over a [`Store`]. Text routes retrieve passages and keep, for each page,
-//! its best passage, so that every route ranks pages.
+//! Retrieval routes over a [`Store`]. Every route ranks pages: text routes retrieve passages
+//! and keep, for each page, its best passage; the page and late-interaction routes rank page
+//! images directly.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -107,5 +108,102 @@ impl Route for DenseRoute {
             .ann_search(vector, k.saturating_mul(OVERFETCH))
             .map_err(|e| index_error(Self::NAME, e))?;
         Ok(collapse_to_pages(&self.store, passages, k))
+    }
+}
+
+fn page_hits(pages: Vec<(folio_core::PageKey, f32)>) -> Vec<Hit> {
+    pages
+        .into_iter()
+        .map(|(page, score)| Hit {
+            page,
+            score,
+            passage: None,
+        })
+        .collect()
+}
+
+/// Pages whose image embedding (one vector a page) is closest to the query's, by cosine
+/// similarity.
+pub struct PageRoute {
+    store: Arc<Store>,
+}
+
+impl PageRoute {
+    /// Route name.
+    pub const NAME: &'static str = "page";
+
+    /// A page-image route over `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        PageRoute { store }
+    }
+}
+
+impl Route for PageRoute {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    #[instrument(skip_all, fields(route = Self::NAME, k))]
+    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError> {
+        let vector = query
+            .page_embedding
+            .as_ref()
+            .and_then(|e| e.as_single())
+            .ok_or_else(|| RetrieveError::InvalidQuery {
+                route: Self::NAME.to_string(),
+                message: "the query has no single-vector page embedding".into(),
+            })?;
+        let pages = self
+            .store
+            .page_search(vector, k)
+            .map_err(|e| index_error(Self::NAME, e))?;
+        Ok(page_hits(pages))
+    }
+
+    fn accepts(&self, query: &PreparedQuery) -> bool {
+        query.page_embedding.is_some()
+    }
+}
+
+/// Late interaction: pages ranked by MaxSim between the query's token vectors and each page
+/// image's token vectors.
+pub struct LateRoute {
+    store: Arc<Store>,
+}
+
+impl LateRoute {
+    /// Route name.
+    pub const NAME: &'static str = "late";
+
+    /// A late-interaction route over `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        LateRoute { store }
+    }
+}
+
+impl Route for LateRoute {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    #[instrument(skip_all, fields(route = Self::NAME, k))]
+    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError> {
+        let tokens = query
+            .late_embedding
+            .as_ref()
+            .and_then(|e| e.as_multi())
+            .ok_or_else(|| RetrieveError::InvalidQuery {
+                route: Self::NAME.to_string(),
+                message: "the query has no token vectors".into(),
+            })?;
+        let pages = self
+            .store
+            .late_search(tokens, k)
+            .map_err(|e| index_error(Self::NAME, e))?;
+        Ok(page_hits(pages))
+    }
+
+    fn accepts(&self, query: &PreparedQuery) -> bool {
+        query.late_embedding.is_some()
     }
 }

@@ -1,7 +1,8 @@
 //! Folio's HTTP API (axum).
 //!
 //! - `POST /v1/search` with `{"query": "...", "k": 10}` answers the same hits as
-//!   `folio search --json`.
+//!   `folio search --json`. An `"image"` field (a PNG or JPEG, base64) makes it an image
+//!   query, alone or with text, for the page-image routes.
 //! - `GET /healthz` answers `{"status": "ok"}` with the open index's size.
 //!
 //! Every error is JSON, `{"error": {"code", "message"}}`, with a status that says whose fault
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Json, State};
+use axum::extract::{DefaultBodyLimit, Json, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -116,10 +117,14 @@ struct AppState {
     pipeline: Arc<Pipeline>,
 }
 
+/// Largest request body: a query image at its limit, base64-encoded, plus the rest.
+pub const MAX_BODY_BYTES: usize = folio_search::MAX_QUERY_IMAGE_BYTES / 3 * 4 + 64 * 1024;
+
 /// The API router over one pipeline.
 pub fn app(pipeline: Arc<Pipeline>) -> Router {
     Router::new()
         .route("/v1/search", post(search))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -112,7 +112,20 @@ async fn bad_requests_are_json_400s() -> anyhow::Result<()> {
         ),
         (r#"{"query": "   "}"#, "invalid_request", "empty"),
         (r#"{"query": "x", "#, "bad_json", ""),
-        (r#"{"k": 3}"#, "bad_json", "query"),
+        (r#"{"k": 3}"#, "invalid_request", "query must not be empty"),
+        (r#"{"image": "not base64!"}"#, "bad_json", "base64"),
+        (r#"{"image": "aGVsbG8="}"#, "invalid_request", "not a PNG or JPEG"),
+        (
+            r#"{"image": "aGVsbG8=", "rerank": "pointwise"}"#,
+            "invalid_request",
+            "re-ranking reads the query text",
+        ),
+        // A valid 1x1 PNG, but this index has no page-image route.
+        (
+            r#"{"image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"}"#,
+            "invalid_request",
+            "image-only query",
+        ),
         (r#"{"query": "x", "kk": 3}"#, "bad_json", "kk"),
         (r#"{"query": 5}"#, "bad_json", ""),
     ];
@@ -129,7 +142,10 @@ async fn bad_requests_are_json_400s() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
     assert_eq!(error_code(&v), "unsupported_media_type");
     // Over the body limit.
-    let huge = format!(r#"{{"query": "{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let huge = format!(
+        r#"{{"query": "{}"}}"#,
+        "x".repeat(folio_server::MAX_BODY_BYTES + 1)
+    );
     let (status, v) = call(app.clone(), post(huge)?).await?;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     // Unknown endpoints are JSON 404s; wrong methods are rejected.

@@ -4,16 +4,20 @@
 //! one:
 //!
 //! ```text
-//! <index>/MANIFEST.json         {"format_version", "generation", "embedder", counts}
+//! <index>/MANIFEST.json         {"format_version", "generation", models, counts}
 //! <index>/gen-000007/documents.json
 //!                    pages.jsonl      page texts
 //!                    passages.jsonl   passages with page and char offsets
 //!                    vectors.f32      passage embeddings, little-endian, row = passage id
 //!                    bm25/            tantivy index over passage text
 //!                    ann.usearch      HNSW over the passage embeddings
+//!                    page/            page-image vectors and their HNSW (page route)
+//!                    late/            page-image token vectors, f16 (late interaction)
 //! ```
 //!
-//! The canonical data are the JSON files and `vectors.f32`; BM25 and ANN are built from them.
+//! The canonical data are the JSON files and the vector files; BM25 and the HNSW indexes are
+//! built from them. `page/` and `late/` exist when the index was built with page embedders
+//! ([`IndexModels`]).
 //! A [`StoreWriter`] builds a complete new generation next to the current one and publishes it
 //! by an atomic manifest swap (write, fsync, rename, fsync the directory), so a crash at any
 //! moment leaves the last committed generation intact. A [`Store`] reads the generation that
@@ -23,22 +27,26 @@ mod ann;
 mod bm25;
 mod exact;
 mod fsio;
+mod late;
 mod manifest;
+mod page;
 mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use folio_core::{DocId, Document, Passage, PassageId};
+use folio_core::{DocId, Document, PageKey, Passage, PassageId};
 use thiserror::Error;
 use tracing::info;
 
 pub use exact::ExactIndex;
-pub use manifest::{FORMAT_VERSION, Manifest};
-pub use writer::{CommitOutcome, StoreWriter};
+pub use late::{LateIndex, TokenMatrix, maxsim};
+pub use manifest::{FORMAT_VERSION, Manifest, RouteModel};
+pub use writer::{CommitOutcome, IndexModels, PageEmbeddings, StoreWriter};
 
 use ann::AnnIndex;
 use bm25::Bm25Index;
+use page::PageIndex;
 
 /// A store operation failed.
 #[derive(Debug, Error)]
@@ -58,11 +66,13 @@ pub enum StoreError {
         /// Version this build reads.
         expected: u32,
     },
-    /// The index was built with another embedder than the one given.
-    #[error("index {dir} was built with embedder {index} but {given} was given")]
+    /// A route of the index was built with another model than the one given.
+    #[error("the {route} route of index {dir} was built with {index} but {given} was given")]
     EmbedderMismatch {
         /// The index directory.
         dir: PathBuf,
+        /// The route: `dense`, `page` or `late`.
+        route: String,
         /// Embedder recorded in the index (id, dim).
         index: String,
         /// Embedder given now.
@@ -111,8 +121,18 @@ pub struct Store {
     manifest: Manifest,
     documents: BTreeMap<DocId, Document>,
     passages: Vec<Passage>,
+    /// Each page's first passage.
+    first_passage: HashMap<PageKey, PassageId>,
     bm25: Bm25Index,
     ann: AnnIndex,
+    page: Option<PageIndex>,
+    late: Option<LateRoute>,
+}
+
+/// The late-interaction route: the page of each row, and the token index.
+struct LateRoute {
+    keys: Vec<PageKey>,
+    index: LateIndex,
 }
 
 impl Store {
@@ -120,7 +140,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let manifest = Manifest::read(dir)?.ok_or_else(|| StoreError::NotAnIndex(dir.into()))?;
         let gen_dir = manifest.generation_dir(dir);
-        let data = writer::GenerationData::read(&gen_dir, manifest.embedder.dim, false)?;
+        let data = writer::GenerationData::read(&gen_dir, &manifest, false)?;
         let bm25 = Bm25Index::open(&gen_dir.join(bm25::DIR))?;
         let ann = AnnIndex::open(&gen_dir.join(ann::FILE), manifest.embedder.dim)?;
         if ann.len() != data.passages.len() {
@@ -129,14 +149,50 @@ impl Store {
                 message: format!("{} vectors for {} passages", ann.len(), data.passages.len()),
             });
         }
+        let page = match &manifest.page {
+            Some(m) => Some(PageIndex::open(
+                &gen_dir.join(page::DIR),
+                m.embedder.dim,
+                manifest.page_vectors,
+            )?),
+            None => None,
+        };
+        let late = match &manifest.late {
+            Some(m) => {
+                let dir = gen_dir.join(late::DIR);
+                let keys: Vec<PageKey> = fsio::read_jsonl(&dir.join(writer::LATE_KEYS))?;
+                if keys.len() != manifest.late_pages {
+                    return Err(StoreError::Corrupt {
+                        path: dir.join(writer::LATE_KEYS),
+                        message: format!(
+                            "{} pages, the manifest says {}",
+                            keys.len(),
+                            manifest.late_pages
+                        ),
+                    });
+                }
+                let index = LateIndex::open(&dir, m.embedder.dim, keys.len())?;
+                Some(LateRoute { keys, index })
+            }
+            None => None,
+        };
+        let mut first_passage = HashMap::new();
+        for p in &data.passages {
+            first_passage.entry(p.page.clone()).or_insert(p.id);
+        }
         info!(
             dir = %dir.display(),
             generation = manifest.generation,
             documents = data.documents.len(),
             passages = data.passages.len(),
+            page_vectors = manifest.page_vectors,
+            late_pages = manifest.late_pages,
             "opened index"
         );
         Ok(Store {
+            first_passage,
+            page,
+            late,
             dir: dir.to_path_buf(),
             manifest,
             documents: data
@@ -175,6 +231,13 @@ impl Store {
         usize::try_from(id).ok().and_then(|i| self.passages.get(i))
     }
 
+    /// The first passage of a page, if it has text.
+    pub fn first_passage(&self, page: &PageKey) -> Option<&Passage> {
+        self.first_passage
+            .get(page)
+            .and_then(|&id| self.passage(id))
+    }
+
     /// Number of passages.
     pub fn passage_count(&self) -> usize {
         self.passages.len()
@@ -199,5 +262,57 @@ impl Store {
             )));
         }
         self.ann.search(vector, k)
+    }
+
+    /// Nearest pages to an L2-normalised query vector of the page model, by cosine
+    /// similarity, best first.
+    pub fn page_search(&self, vector: &[f32], k: usize) -> Result<Vec<(PageKey, f32)>, StoreError> {
+        let (Some(index), Some(m)) = (&self.page, &self.manifest.page) else {
+            return Err(StoreError::Invalid(format!(
+                "index {} has no page route; build it with a page embedder",
+                self.dir.display()
+            )));
+        };
+        if vector.len() != m.embedder.dim {
+            return Err(StoreError::Invalid(format!(
+                "query vector has {} dimensions, the page route has {}",
+                vector.len(),
+                m.embedder.dim
+            )));
+        }
+        index.search(vector, k)
+    }
+
+    /// The top `k` pages by MaxSim against the query's token vectors (late interaction),
+    /// best first.
+    pub fn late_search(
+        &self,
+        tokens: &[Vec<f32>],
+        k: usize,
+    ) -> Result<Vec<(PageKey, f32)>, StoreError> {
+        let Some(late) = &self.late else {
+            return Err(StoreError::Invalid(format!(
+                "index {} has no late-interaction route; build it with a multi-vector page \
+                 embedder",
+                self.dir.display()
+            )));
+        };
+        let dim = late.index.dim();
+        if let Some(t) = tokens.iter().find(|t| t.len() != dim) {
+            return Err(StoreError::Invalid(format!(
+                "query token vector has {} dimensions, the late route has {dim}",
+                t.len()
+            )));
+        }
+        let flat: Vec<f32> = tokens.iter().flatten().copied().collect();
+        Ok(late
+            .index
+            .search(&flat, k)?
+            .into_iter()
+            .filter_map(|(row, score)| {
+                let key = late.keys.get(usize::try_from(row).ok()?)?;
+                Some((key.clone(), score))
+            })
+            .collect())
     }
 }

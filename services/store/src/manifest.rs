@@ -11,6 +11,27 @@ use crate::{StoreError, fsio, io_err};
 pub const FORMAT_VERSION: u32 = 1;
 pub(crate) const FILE: &str = "MANIFEST.json";
 
+/// A model one route of the index was built with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteModel {
+    /// What the model is.
+    pub embedder: EmbedderInfo,
+    /// Directory it was loaded from, if local; queries load it from there by default.
+    pub source: Option<String>,
+}
+
+impl RouteModel {
+    /// Whether `other` embeds into the same space (same id and width).
+    pub fn same_model(&self, other: &EmbedderInfo) -> bool {
+        self.embedder.id == other.id && self.embedder.dim == other.dim
+    }
+
+    /// `id (dim-d)`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} ({}-d)", self.embedder.id, self.embedder.dim)
+    }
+}
+
 /// The content of `MANIFEST.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -28,6 +49,19 @@ pub struct Manifest {
     pub pages: usize,
     /// Number of passages.
     pub passages: usize,
+    /// The page route's model (one vector per page image), when the index has that route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<RouteModel>,
+    /// The late-interaction route's model (token vectors per page image), when the index
+    /// has that route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<RouteModel>,
+    /// Pages with a page-route vector.
+    #[serde(default)]
+    pub page_vectors: usize,
+    /// Pages with late-interaction token vectors.
+    #[serde(default)]
+    pub late_pages: usize,
 }
 
 impl Manifest {

@@ -2,21 +2,21 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use folio_core::{DocId, Document, EmbedderInfo, Page, Passage};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use folio_core::{DocId, Document, EmbedderInfo, Page, PageKey, Passage};
 use tracing::{info, warn};
 
-use crate::manifest::{self, Manifest};
-use crate::{StoreError, ann, bm25, fsio, io_err};
+use crate::late::{self, LateIndex, TokenMatrix};
+use crate::manifest::{self, Manifest, RouteModel};
+use crate::{StoreError, ann, bm25, fsio, io_err, page};
 
 const DOCUMENTS: &str = "documents.json";
 const PAGES: &str = "pages.jsonl";
 const PASSAGES: &str = "passages.jsonl";
 const VECTORS: &str = "vectors.f32";
+pub(crate) const LATE_KEYS: &str = "keys.jsonl";
 const LOCK: &str = "LOCK";
 
 /// The canonical content of one generation.
@@ -26,36 +26,18 @@ pub(crate) struct GenerationData {
     pub(crate) passages: Vec<Passage>,
     /// Row-major, `passages.len() * dim`.
     pub(crate) vectors: Vec<f32>,
-}
-
-fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, StoreError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io_err(path))?;
-        out.push(
-            serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                message: format!("line {}: {e}", i + 1),
-            })?,
-        );
-    }
-    Ok(out)
-}
-
-fn jsonl_bytes<T: Serialize>(items: &[T]) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::new();
-    for item in items {
-        serde_json::to_writer(&mut out, item).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        out.push(b'\n');
-    }
-    Ok(out)
+    /// The page route's rows: pages and their vectors (row-major).
+    pub(crate) page_keys: Vec<PageKey>,
+    pub(crate) page_vectors: Vec<f32>,
+    /// The late-interaction route's rows: pages and their token vectors.
+    pub(crate) late_keys: Vec<PageKey>,
+    pub(crate) late_tokens: Vec<TokenMatrix>,
 }
 
 impl GenerationData {
-    /// Reads a generation's canonical files; pages and vectors only when `full` (the writer
-    /// needs them, readers do not).
-    pub(crate) fn read(dir: &Path, dim: usize, full: bool) -> Result<Self, StoreError> {
+    /// Reads a generation's canonical files; pages and all vectors only when `full` (the
+    /// writer needs them, readers do not).
+    pub(crate) fn read(dir: &Path, manifest: &Manifest, full: bool) -> Result<Self, StoreError> {
         let docs_path = dir.join(DOCUMENTS);
         let documents: Vec<Document> = serde_json::from_reader(BufReader::new(
             File::open(&docs_path).map_err(io_err(&docs_path))?,
@@ -64,7 +46,7 @@ impl GenerationData {
             path: docs_path.clone(),
             message: e.to_string(),
         })?;
-        let passages: Vec<Passage> = read_jsonl(&dir.join(PASSAGES))?;
+        let passages: Vec<Passage> = fsio::read_jsonl(&dir.join(PASSAGES))?;
         for (i, p) in passages.iter().enumerate() {
             if p.id != i as u64 {
                 return Err(StoreError::Corrupt {
@@ -73,60 +55,161 @@ impl GenerationData {
                 });
             }
         }
-        let (pages, vectors) = if full {
-            let vectors_path = dir.join(VECTORS);
-            let mut bytes = Vec::new();
-            File::open(&vectors_path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(io_err(&vectors_path))?;
-            if bytes.len() != passages.len() * dim * 4 {
-                return Err(StoreError::Corrupt {
-                    path: vectors_path,
-                    message: format!(
-                        "{} bytes for {} passages of width {dim}",
-                        bytes.len(),
-                        passages.len()
-                    ),
-                });
-            }
-            let vectors = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (read_jsonl(&dir.join(PAGES))?, vectors)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        Ok(GenerationData {
+        let mut data = GenerationData {
             documents,
-            pages,
+            pages: Vec::new(),
             passages,
-            vectors,
-        })
+            vectors: Vec::new(),
+            page_keys: Vec::new(),
+            page_vectors: Vec::new(),
+            late_keys: Vec::new(),
+            late_tokens: Vec::new(),
+        };
+        if !full {
+            return Ok(data);
+        }
+        data.pages = fsio::read_jsonl(&dir.join(PAGES))?;
+        data.vectors = fsio::read_f32(
+            &dir.join(VECTORS),
+            data.passages.len() * manifest.embedder.dim,
+        )?;
+        if let Some(m) = &manifest.page {
+            (data.page_keys, data.page_vectors) =
+                page::read_rows(&dir.join(page::DIR), m.embedder.dim)?;
+        }
+        if let Some(m) = &manifest.late {
+            let late_dir = dir.join(late::DIR);
+            data.late_keys = fsio::read_jsonl(&late_dir.join(LATE_KEYS))?;
+            let index = LateIndex::open(&late_dir, m.embedder.dim, data.late_keys.len())?;
+            data.late_tokens = (0..data.late_keys.len())
+                .map(|row| index.page(row).unwrap_or_default())
+                .collect();
+        }
+        Ok(data)
     }
 
-    /// Writes the canonical files and builds BM25 and ANN in the new directory `dir`.
-    fn write(&self, dir: &Path, dim: usize) -> Result<(), StoreError> {
+    /// Writes the canonical files and builds BM25 and the ANN indexes in the new directory
+    /// `dir`.
+    fn write(&self, dir: &Path, models: &IndexModels) -> Result<(), StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let docs = serde_json::to_vec_pretty(&self.documents)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         fsio::write_synced(&dir.join(DOCUMENTS), &docs)?;
-        fsio::write_synced(&dir.join(PAGES), &jsonl_bytes(&self.pages)?)?;
-        fsio::write_synced(&dir.join(PASSAGES), &jsonl_bytes(&self.passages)?)?;
-        let vectors_path = dir.join(VECTORS);
-        {
-            let file = File::create(&vectors_path).map_err(io_err(&vectors_path))?;
-            let mut w = BufWriter::new(file);
-            for x in &self.vectors {
-                w.write_all(&x.to_le_bytes())
-                    .map_err(io_err(&vectors_path))?;
-            }
-            w.flush().map_err(io_err(&vectors_path))?;
-        }
+        fsio::write_jsonl(&dir.join(PAGES), &self.pages)?;
+        fsio::write_jsonl(&dir.join(PASSAGES), &self.passages)?;
+        fsio::write_f32(&dir.join(VECTORS), &self.vectors)?;
         bm25::build(&dir.join(bm25::DIR), &self.passages)?;
-        ann::build(&dir.join(ann::FILE), dim, &self.vectors)?;
+        ann::build(
+            &dir.join(ann::FILE),
+            models.text.embedder.dim,
+            &self.vectors,
+        )?;
+        if let Some(m) = &models.page {
+            page::build(
+                &dir.join(page::DIR),
+                m.embedder.dim,
+                &self.page_keys,
+                &self.page_vectors,
+            )?;
+        }
+        if let Some(m) = &models.late {
+            let late_dir = dir.join(late::DIR);
+            late::build(&late_dir, m.embedder.dim, &self.late_tokens)?;
+            fsio::write_jsonl(&late_dir.join(LATE_KEYS), &self.late_keys)?;
+        }
         fsio::sync_tree(dir)
     }
+}
+
+/// The models an index's routes are built with: the text embedder always, the page-image
+/// embedders when the index has those routes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexModels {
+    /// Passage embeddings (the dense route).
+    pub text: RouteModel,
+    /// One vector per page image (the page route).
+    pub page: Option<RouteModel>,
+    /// Token vectors per page image (the late-interaction route).
+    pub late: Option<RouteModel>,
+}
+
+impl IndexModels {
+    /// A text embedder and no page routes.
+    pub fn text(embedder: &EmbedderInfo, source: Option<String>) -> Self {
+        IndexModels {
+            text: RouteModel {
+                embedder: embedder.clone(),
+                source,
+            },
+            page: None,
+            late: None,
+        }
+    }
+
+    /// The models an index was built with.
+    pub fn of(manifest: &Manifest) -> Self {
+        IndexModels {
+            text: RouteModel {
+                embedder: manifest.embedder.clone(),
+                source: manifest.embedder_source.clone(),
+            },
+            page: manifest.page.clone(),
+            late: manifest.late.clone(),
+        }
+    }
+
+    /// Checks that these models can write into an index built with `built` (a page route
+    /// can be added to an empty index only).
+    fn check_against(&self, dir: &Path, built: &Manifest) -> Result<(), StoreError> {
+        let mismatch = |route: &str, index: String, given: String| StoreError::EmbedderMismatch {
+            dir: dir.into(),
+            route: route.into(),
+            index,
+            given,
+        };
+        let built_text = IndexModels::of(built).text;
+        if !built_text.same_model(&self.text.embedder) {
+            return Err(mismatch(
+                "dense",
+                built_text.describe(),
+                self.text.describe(),
+            ));
+        }
+        for (route, built_model, given) in [
+            ("page", &built.page, &self.page),
+            ("late", &built.late, &self.late),
+        ] {
+            match (built_model, given) {
+                (Some(b), Some(g)) if !b.same_model(&g.embedder) => {
+                    return Err(mismatch(route, b.describe(), g.describe()));
+                }
+                (Some(b), None) => {
+                    return Err(mismatch(route, b.describe(), "no model".into()));
+                }
+                (None, Some(g)) if built.documents > 0 => {
+                    return Err(StoreError::Invalid(format!(
+                        "index {} has no {route} route, and its {} documents have no page \
+                         embeddings from {}: build a new index with that model",
+                        dir.display(),
+                        built.documents,
+                        g.describe()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A document's page-image embeddings, by 1-based page number. Pages without an image (not
+/// rendered) are simply absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageEmbeddings {
+    /// Page-route vectors, of the page model's width.
+    pub vectors: Vec<(u32, Vec<f32>)>,
+    /// Late-interaction token vectors, of the late model's width.
+    pub tokens: Vec<(u32, TokenMatrix)>,
 }
 
 /// One document's content as the writer holds it.
@@ -137,6 +220,10 @@ struct DocEntry {
     passages: Vec<Passage>,
     /// One vector per passage.
     vectors: Vec<Vec<f32>>,
+    /// Page-route vectors by page number.
+    page_vectors: BTreeMap<u32, Vec<f32>>,
+    /// Late-interaction token vectors by page number.
+    page_tokens: BTreeMap<u32, TokenMatrix>,
 }
 
 /// What a commit did.
@@ -157,20 +244,33 @@ pub struct StoreWriter {
     dir: PathBuf,
     _lock: File,
     base: Option<Manifest>,
-    embedder: EmbedderInfo,
-    embedder_source: Option<String>,
+    models: IndexModels,
     docs: BTreeMap<DocId, DocEntry>,
     dirty: bool,
 }
 
 impl StoreWriter {
-    /// Opens (or creates) the index in `dir` for writing with the given passage embedder.
-    /// Fails if another writer holds the index or if it was built with another embedder.
+    /// Opens (or creates) a text-only index in `dir` for writing with the given passage
+    /// embedder. See [`StoreWriter::open_with`].
     pub fn open(
         dir: &Path,
         embedder: &EmbedderInfo,
         embedder_source: Option<String>,
     ) -> Result<Self, StoreError> {
+        Self::open_with(dir, IndexModels::text(embedder, embedder_source))
+    }
+
+    /// Opens the existing index in `dir` with the models it was built with (to remove
+    /// documents without loading any model).
+    pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
+        let manifest = Manifest::read(dir)?.ok_or_else(|| StoreError::NotAnIndex(dir.into()))?;
+        Self::open_with(dir, IndexModels::of(&manifest))
+    }
+
+    /// Opens (or creates) the index in `dir` for writing with `models`. Fails if another
+    /// writer holds the index, or if it was built with other models (a route's model
+    /// differs, or is missing).
+    pub fn open_with(dir: &Path, models: IndexModels) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let lock_path = dir.join(LOCK);
         let lock = File::options()
@@ -187,25 +287,23 @@ impl StoreWriter {
         let base = Manifest::read(dir)?;
         let mut docs = BTreeMap::new();
         if let Some(m) = &base {
-            if m.embedder.id != embedder.id || m.embedder.dim != embedder.dim {
-                return Err(StoreError::EmbedderMismatch {
-                    dir: dir.into(),
-                    index: format!("{} ({}-d)", m.embedder.id, m.embedder.dim),
-                    given: format!("{} ({}-d)", embedder.id, embedder.dim),
-                });
-            }
-            let data = GenerationData::read(&m.generation_dir(dir), m.embedder.dim, true)?;
-            docs = group_by_document(data, m.embedder.dim);
+            models.check_against(dir, m)?;
+            let data = GenerationData::read(&m.generation_dir(dir), m, true)?;
+            docs = group_by_document(data, m);
         }
         Ok(StoreWriter {
             dir: dir.to_path_buf(),
             _lock: lock,
             base,
-            embedder: embedder.clone(),
-            embedder_source,
+            models,
             docs,
             dirty: false,
         })
+    }
+
+    /// The models this writer builds with.
+    pub fn models(&self) -> &IndexModels {
+        &self.models
     }
 
     /// The document with this content hash, if indexed.
@@ -242,11 +340,11 @@ impl StoreWriter {
                 passages.len()
             )));
         }
-        if let Some(v) = vectors.iter().find(|v| v.len() != self.embedder.dim) {
+        let dim = self.models.text.embedder.dim;
+        if let Some(v) = vectors.iter().find(|v| v.len() != dim) {
             return Err(StoreError::Invalid(format!(
-                "vector of width {} in an index of width {}",
-                v.len(),
-                self.embedder.dim
+                "vector of width {} in an index of width {dim}",
+                v.len()
             )));
         }
         if let Some(old) = self.find_by_path(&doc.path).map(|d| d.doc_id.clone()) {
@@ -259,8 +357,56 @@ impl StoreWriter {
                 pages,
                 passages,
                 vectors,
+                page_vectors: BTreeMap::new(),
+                page_tokens: BTreeMap::new(),
             },
         );
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Sets the page-image embeddings of a document already put, replacing those it had.
+    /// Fails, changing nothing, if the index has no route for them, a width is wrong, or a
+    /// page number is outside the document.
+    pub fn set_page_embeddings(
+        &mut self,
+        id: &DocId,
+        embeddings: PageEmbeddings,
+    ) -> Result<(), StoreError> {
+        let entry = self
+            .docs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::Invalid(format!("no document {id} to add pages to")))?;
+        let pages = entry.doc.pages;
+        let check = |route: &str, model: &Option<RouteModel>, page: u32, width: usize| {
+            let m = model
+                .as_ref()
+                .ok_or_else(|| StoreError::Invalid(format!("the index has no {route} route")))?;
+            if page == 0 || page > pages {
+                return Err(StoreError::Invalid(format!(
+                    "page {page} of document {id}, which has {pages} pages"
+                )));
+            }
+            if width != m.embedder.dim {
+                return Err(StoreError::Invalid(format!(
+                    "{route} vector of width {width}, the route has width {}",
+                    m.embedder.dim
+                )));
+            }
+            Ok(())
+        };
+        for (page, v) in &embeddings.vectors {
+            check("page", &self.models.page, *page, v.len())?;
+        }
+        for (page, t) in &embeddings.tokens {
+            check("late", &self.models.late, *page, t.dim())?;
+        }
+        entry.page_vectors = embeddings.vectors.into_iter().collect();
+        entry.page_tokens = embeddings
+            .tokens
+            .into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .collect();
         self.dirty = true;
         Ok(())
     }
@@ -288,14 +434,29 @@ impl StoreWriter {
             // Left by a run that crashed before publishing: never part of a manifest.
             std::fs::remove_dir_all(&gen_dir).map_err(io_err(&gen_dir))?;
         }
-        let dim = self.embedder.dim;
         let mut data = GenerationData {
             documents: Vec::with_capacity(self.docs.len()),
             pages: Vec::new(),
             passages: Vec::new(),
             vectors: Vec::new(),
+            page_keys: Vec::new(),
+            page_vectors: Vec::new(),
+            late_keys: Vec::new(),
+            late_tokens: Vec::new(),
         };
         for entry in self.docs.into_values() {
+            let key = |page| PageKey {
+                doc_id: entry.doc.doc_id.clone(),
+                page,
+            };
+            for (page, v) in entry.page_vectors {
+                data.page_keys.push(key(page));
+                data.page_vectors.extend(v);
+            }
+            for (page, t) in entry.page_tokens {
+                data.late_keys.push(key(page));
+                data.late_tokens.push(t);
+            }
             data.documents.push(entry.doc);
             data.pages.extend(entry.pages);
             for (mut p, v) in entry.passages.into_iter().zip(entry.vectors) {
@@ -304,21 +465,27 @@ impl StoreWriter {
                 data.vectors.extend(v);
             }
         }
-        data.write(&gen_dir, dim)?;
+        data.write(&gen_dir, &self.models)?;
         let manifest = Manifest {
             format_version: manifest::FORMAT_VERSION,
             generation,
-            embedder: self.embedder,
-            embedder_source: self.embedder_source,
+            embedder: self.models.text.embedder,
+            embedder_source: self.models.text.source,
             documents: data.documents.len(),
             pages: data.pages.len(),
             passages: data.passages.len(),
+            page: self.models.page,
+            late: self.models.late,
+            page_vectors: data.page_keys.len(),
+            late_pages: data.late_keys.len(),
         };
         manifest.publish(&self.dir)?;
         info!(
             generation,
             documents = manifest.documents,
             passages = manifest.passages,
+            page_vectors = manifest.page_vectors,
+            late_pages = manifest.late_pages,
             "published generation"
         );
         collect_garbage(&self.dir, generation);
@@ -326,7 +493,7 @@ impl StoreWriter {
     }
 }
 
-fn group_by_document(data: GenerationData, dim: usize) -> BTreeMap<DocId, DocEntry> {
+fn group_by_document(data: GenerationData, manifest: &Manifest) -> BTreeMap<DocId, DocEntry> {
     let mut docs: BTreeMap<DocId, DocEntry> = data
         .documents
         .into_iter()
@@ -338,6 +505,8 @@ fn group_by_document(data: GenerationData, dim: usize) -> BTreeMap<DocId, DocEnt
                     pages: Vec::new(),
                     passages: Vec::new(),
                     vectors: Vec::new(),
+                    page_vectors: BTreeMap::new(),
+                    page_tokens: BTreeMap::new(),
                 },
             )
         })
@@ -350,11 +519,24 @@ fn group_by_document(data: GenerationData, dim: usize) -> BTreeMap<DocId, DocEnt
     for (p, v) in data
         .passages
         .into_iter()
-        .zip(data.vectors.chunks_exact(dim))
+        .zip(data.vectors.chunks_exact(manifest.embedder.dim.max(1)))
     {
         if let Some(e) = docs.get_mut(&p.page.doc_id) {
             e.passages.push(p);
             e.vectors.push(v.to_vec());
+        }
+    }
+    if let Some(m) = &manifest.page {
+        let rows = data.page_vectors.chunks_exact(m.embedder.dim.max(1));
+        for (key, v) in data.page_keys.into_iter().zip(rows) {
+            if let Some(e) = docs.get_mut(&key.doc_id) {
+                e.page_vectors.insert(key.page, v.to_vec());
+            }
+        }
+    }
+    for (key, t) in data.late_keys.into_iter().zip(data.late_tokens) {
+        if let Some(e) = docs.get_mut(&key.doc_id) {
+            e.page_tokens.insert(key.page, t);
         }
     }
     docs

@@ -451,4 +451,8 @@ impl PageEmbedder for VlEmbedder {
             .collect::<Result<Vec<_>, EmbedError>>()?;
         self.embed_inputs(inputs, true).map_err(model_error)
     }
+
+    fn accepts_image_queries(&self) -> bool {
+        self.head == VlHead::Gme
+    }
 }
