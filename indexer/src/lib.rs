@@ -432,12 +432,14 @@ impl<'a> Run<'a> {
             bytes: source.bytes,
         };
         let n_passages = passages.len() as u64;
+        // Checked before the document goes in, so that a refusal leaves the writer as it was
+        // (with any older version of this file still indexed).
         let stored = self
             .writer
-            .put_document(doc, pages, passages, vectors)
+            .check_page_embeddings(n_pages, &page_embeddings)
+            .and_then(|()| self.writer.put_document(doc, pages, passages, vectors))
             .and_then(|()| self.writer.set_page_embeddings(&doc_id, page_embeddings));
         if let Err(e) = stored {
-            self.writer.remove(&doc_id);
             return report(FileStatus::Failed, Some(n_pages), Some(e.to_string()));
         }
         self.report.pages_indexed += u64::from(n_pages);

@@ -409,3 +409,84 @@ fn delete_removes_documents_from_every_route() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 indexed"));
     Ok(())
 }
+
+#[test]
+fn page_embedders_index_page_images_and_answer_image_queries() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let index = tmp.path().join("idx");
+    let sample = repo("datasets/samples/multicolumn.pdf");
+    let fixtures = repo("services/models/tests/fixtures/qwen2vl");
+    let gme = format!("gme:{}", s(&fixtures.join("tiny-qwen2vl")));
+    let colqwen = fixtures.join("tiny-colqwen2-lora");
+    let out = folio(&[
+        "index",
+        s(&sample),
+        "--index",
+        s(&index),
+        "--page-embedder",
+        &gme,
+        "--page-embedder",
+        s(&colqwen),
+        "--page-image-tokens",
+        "32",
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(index.join("MANIFEST.json"))?)?;
+    assert_eq!(manifest["page_vectors"], 3);
+    assert_eq!(manifest["late_pages"], 3);
+    assert_eq!(manifest["page"]["embedder"]["id"], "tiny-qwen2vl");
+    assert_eq!(manifest["late"]["embedder"]["kind"], "multi");
+
+    // An image-only query: the page embedders are the index's own, loaded from the manifest.
+    let image = fixtures.join("images/normal.png");
+    let out = folio(&[
+        "search",
+        "--image",
+        s(&image),
+        "--index",
+        s(&index),
+        "--k",
+        "3",
+        "--json",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let response: Value = serde_json::from_slice(&out.stdout)?;
+    let hits = response["hits"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hits.len(), 3);
+    for h in &hits {
+        assert_eq!(h["routes"].as_object().map(|r| r.len()), Some(1), "{h}");
+        assert!(h["routes"]["page"].is_u64(), "{h}");
+    }
+    // A text query also runs the late-interaction route.
+    let out = folio(&["search", "column", "--index", s(&index), "--json"])?;
+    let response: Value = serde_json::from_slice(&out.stdout)?;
+    assert!(response["hits"][0]["routes"]["late"].is_u64(), "{response}");
+
+    // Bad inputs name their cause.
+    let out = folio(&["search", "--image", "/no/such.png", "--index", s(&index)])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.png"));
+    let out = folio(&["search", "--image", s(&sample), "--index", s(&index)])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a PNG or JPEG"));
+    let out = folio(&[
+        "index",
+        s(&sample),
+        "--index",
+        s(&tmp.path().join("other")),
+        "--page-embedder",
+        s(&colqwen),
+        "--page-embedder",
+        s(&colqwen),
+    ])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two multi-vector page embedders"));
+    Ok(())
+}

@@ -1,6 +1,9 @@
 //! Test doubles, behind the `testing` feature.
 
-use crate::{DocInput, EmbedError, Embedder, EmbedderInfo, Embedding, EmbeddingKind, QueryInput};
+use crate::{
+    DocInput, EmbedError, Embedder, EmbedderInfo, Embedding, EmbeddingKind, PageEmbedder,
+    PageImage, QueryInput, VisualQuery,
+};
 
 /// A deterministic bag-of-words embedder: each lower-cased alphanumeric word adds 1 to the
 /// bucket its FNV-1a hash picks, and the vector is L2-normalised. Texts sharing words are
@@ -66,5 +69,119 @@ impl Embedder for HashEmbedder {
             .iter()
             .map(|DocInput::Text(t)| Embedding::Single(self.embed(t)))
             .collect())
+    }
+}
+
+/// A deterministic page embedder: an image's vector is the L2-normalised histogram of its
+/// pixels' brightness in `dim` buckets (multi-vector: one such vector per horizontal band of
+/// the image). Text is hashed as [`HashEmbedder`] does, and a text+image query adds the two.
+/// The same image always gives the same embedding, so an image query finds its own page.
+#[derive(Debug, Clone)]
+pub struct PixelEmbedder {
+    info: EmbedderInfo,
+    text: HashEmbedder,
+}
+
+/// Bands (tokens) per image of a multi-vector [`PixelEmbedder`].
+pub const PIXEL_BANDS: usize = 4;
+
+impl PixelEmbedder {
+    /// A page embedder of width `dim`, single- or multi-vector.
+    pub fn new(dim: usize, kind: EmbeddingKind) -> Self {
+        let name = match kind {
+            EmbeddingKind::Single => "single",
+            EmbeddingKind::Multi => "multi",
+        };
+        PixelEmbedder {
+            info: EmbedderInfo {
+                id: format!("test/pixels-{name}-{dim}"),
+                dim,
+                kind,
+                max_batch: 4,
+                max_tokens: 1024,
+            },
+            text: HashEmbedder::new(dim),
+        }
+    }
+
+    fn histogram(&self, rgb: &[u8]) -> Vec<f32> {
+        let dim = self.info.dim.max(1);
+        let mut v = vec![0f32; dim];
+        for px in rgb.chunks_exact(3) {
+            let brightness = (u32::from(px[0]) + u32::from(px[1]) + u32::from(px[2])) as usize;
+            v[brightness * dim / 766] += 1.0;
+        }
+        normalise(&mut v);
+        v
+    }
+
+    fn image_vectors(&self, image: &PageImage) -> Vec<Vec<f32>> {
+        match self.info.kind {
+            EmbeddingKind::Single => vec![self.histogram(&image.rgb)],
+            EmbeddingKind::Multi => {
+                let row = image.width as usize * 3;
+                let rows = image.height as usize;
+                (0..PIXEL_BANDS)
+                    .map(|b| {
+                        let (start, end) = (b * rows / PIXEL_BANDS, (b + 1) * rows / PIXEL_BANDS);
+                        let band = image.rgb.get(start * row..end * row).unwrap_or_default();
+                        self.histogram(band)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn wrap(&self, mut vectors: Vec<Vec<f32>>) -> Embedding {
+        match self.info.kind {
+            EmbeddingKind::Single => Embedding::Single(vectors.pop().unwrap_or_default()),
+            EmbeddingKind::Multi => Embedding::Multi(vectors),
+        }
+    }
+}
+
+fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    } else if let Some(first) = v.first_mut() {
+        *first = 1.0;
+    }
+}
+
+impl PageEmbedder for PixelEmbedder {
+    fn info(&self) -> &EmbedderInfo {
+        &self.info
+    }
+
+    fn embed_pages(&self, pages: &[PageImage]) -> Result<Vec<Embedding>, EmbedError> {
+        Ok(pages
+            .iter()
+            .map(|p| self.wrap(self.image_vectors(p)))
+            .collect())
+    }
+
+    fn embed_visual_queries(&self, queries: &[VisualQuery]) -> Result<Vec<Embedding>, EmbedError> {
+        queries
+            .iter()
+            .map(|q| {
+                let text = q.text.as_deref().filter(|t| !t.is_empty());
+                let text = text.map(|t| self.text.embed(t));
+                let mut vectors = match (&q.image, &text) {
+                    (Some(image), _) => self.image_vectors(image),
+                    (None, Some(t)) => vec![t.clone()],
+                    (None, None) => {
+                        return Err(EmbedError::InvalidInput("an empty query".into()));
+                    }
+                };
+                if let (Some(_), Some(t)) = (&q.image, &text) {
+                    for v in &mut vectors {
+                        v.iter_mut().zip(t).for_each(|(x, y)| *x += y);
+                        normalise(v);
+                    }
+                }
+                Ok(self.wrap(vectors))
+            })
+            .collect()
     }
 }

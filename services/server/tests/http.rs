@@ -114,7 +114,11 @@ async fn bad_requests_are_json_400s() -> anyhow::Result<()> {
         (r#"{"query": "x", "#, "bad_json", ""),
         (r#"{"k": 3}"#, "invalid_request", "query must not be empty"),
         (r#"{"image": "not base64!"}"#, "bad_json", "base64"),
-        (r#"{"image": "aGVsbG8="}"#, "invalid_request", "not a PNG or JPEG"),
+        (
+            r#"{"image": "aGVsbG8="}"#,
+            "invalid_request",
+            "not a PNG or JPEG",
+        ),
         (
             r#"{"image": "aGVsbG8=", "rerank": "pointwise"}"#,
             "invalid_request",

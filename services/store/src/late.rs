@@ -31,13 +31,19 @@ const OFFSETS: &str = "offsets.u64";
 const CENTROIDS: &str = "centroids.f32";
 const CENTROID_OFFSETS: &str = "centroid_offsets.u64";
 
-/// Centroids per page (fewer for pages with fewer tokens).
+/// Centroids per page (fewer for pages with fewer tokens). 16 rather than 8: recall@10 0.986
+/// against 0.944 on the 10k-page synthetic test set, at twice the first stage's cost.
 const CENTROIDS_PER_PAGE: usize = 16;
 /// Lloyd iterations of the per-page k-means; it stops early once assignments settle.
 const KMEANS_ITERATIONS: usize = 8;
+/// Tokens the k-means of a page runs on at most; longer pages are sampled at an even stride
+/// (patch order, so an even spatial sample), which bounds build time for ~1k-token pages.
+const KMEANS_SAMPLE: usize = 256;
 /// Seed of the k-means++ initialisation, the same for every page, so builds are reproducible.
 const KMEANS_SEED: u64 = 0x5EED_1A7E;
-/// Pages re-scored exactly: `max(k * CANDIDATE_FACTOR, MIN_CANDIDATES)`.
+/// Pages re-scored exactly: `max(k * CANDIDATE_FACTOR, MIN_CANDIDATES)`. More centroids
+/// raised recall more than a deeper list (on a noisier variant of the set, 8 centroids:
+/// 0.88 with 256 candidates, 0.94 with 1024; 16 centroids: 0.95 with 256).
 const CANDIDATE_FACTOR: usize = 10;
 /// See [`CANDIDATE_FACTOR`].
 const MIN_CANDIDATES: usize = 256;
@@ -100,8 +106,9 @@ pub fn maxsim(query: &[f32], page: &TokenMatrix) -> f32 {
     maxsim_f32(query, page.dim, &page.to_f32())
 }
 
-/// Writes the late-interaction files of one generation into `dir`: `pages[r]` holds the tokens
-/// of page row `r` (empty for a page without tokens).
+/// Writes the late-interaction files of one generation into `dir` (created): `pages[r]` holds
+/// the tokens of page row `r`, empty for a page without tokens; the others must have width
+/// `dim`.
 pub(crate) fn build(dir: &Path, dim: usize, pages: &[TokenMatrix]) -> Result<(), StoreError> {
     check_pages(dim, pages)?;
     let (centroids, centroid_offsets) = all_centroids(dim, pages);
@@ -145,8 +152,10 @@ impl LateIndex {
 
     /// Opens what [`build`] wrote for `pages` pages of width `dim`.
     pub(crate) fn open(dir: &Path, dim: usize, pages: usize) -> Result<Self, StoreError> {
-        if dim == 0 {
-            return Err(StoreError::Invalid("token width 0".into()));
+        if dim == 0 || u32::try_from(pages).is_err() {
+            return Err(StoreError::Invalid(format!(
+                "{pages} pages of token width {dim}"
+            )));
         }
         let tokens = read_words(&dir.join(TOKENS), |b: [u8; 2]| f16::from_le_bytes(b))?;
         if tokens.iter().any(|x| !x.is_finite()) {
@@ -219,13 +228,14 @@ impl LateIndex {
     }
 
     /// The top `k` page rows by MaxSim, best first, ties by smaller row; the scores are exact.
-    /// Candidates come from the centroids unless the index is small enough to score
-    /// exhaustively. `query` is row-major, rows of width `dim()`.
+    /// `query` is row-major, rows of width `dim()`. The `max(10 k, 256)` best pages by MaxSim
+    /// against their centroids are re-scored; with no more pages than that, every page is
+    /// (the result is then [`search_exhaustive`]'s).
+    ///
+    /// [`search_exhaustive`]: LateIndex::search_exhaustive
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u32, f32)>, StoreError> {
         self.check_query(query)?;
-        let depth = k
-            .saturating_mul(CANDIDATE_FACTOR)
-            .max(knob("DEPTH", MIN_CANDIDATES));
+        let depth = k.saturating_mul(CANDIDATE_FACTOR).max(MIN_CANDIDATES);
         if self.non_empty <= depth {
             return self.search_exhaustive(query, k);
         }
@@ -344,20 +354,28 @@ fn maxsim_f32(query: &[f32], dim: usize, rows: &[f32]) -> f32 {
         .sum()
 }
 
-/// Dot product in eight independent lanes, so that it vectorises (measured: faster than 16 or
-/// 32 lanes, or than scoring four query rows per page row).
+/// Dot product in eight independent lanes, so that it vectorises. Measured: as fast as
+/// zipped lane iterators in release builds and several times faster in unoptimised test
+/// builds; faster than 16 or 32 lanes, than a pairwise lane sum, and than scoring four query
+/// rows per page row.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let ((ca, ta), (cb, tb)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
-    let mut acc = [0.0f32; 8];
+    let mut l = [0.0f32; 8];
     for (x, y) in ca.iter().zip(cb) {
-        // Indexing rather than zipped iterators: the same code in release builds, and many
-        // times faster in unoptimised test builds.
-        #[allow(clippy::needless_range_loop)]
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
+        l[0] += x[0] * y[0];
+        l[1] += x[1] * y[1];
+        l[2] += x[2] * y[2];
+        l[3] += x[3] * y[3];
+        l[4] += x[4] * y[4];
+        l[5] += x[5] * y[5];
+        l[6] += x[6] * y[6];
+        l[7] += x[7] * y[7];
     }
-    acc.iter().sum::<f32>() + ta.iter().zip(tb).map(|(x, y)| x * y).sum::<f32>()
+    let mut tail = 0.0;
+    for (x, y) in ta.iter().zip(tb) {
+        tail += x * y;
+    }
+    l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7] + tail
 }
 
 /// Decodes f16 values into `out` (replacing its content). Branch-free, so that it vectorises,
@@ -403,12 +421,14 @@ fn all_centroids(dim: usize, pages: &[TokenMatrix]) -> (Vec<f32>, Vec<usize>) {
 
 /// Spherical k-means of one page's tokens (unit rows of width `dim`): at most
 /// [`CENTROIDS_PER_PAGE`] centroids, k-means++ seeding with a fixed seed, Lloyd iterations on
-/// cosine similarity. The stored centroids are re-normalised cluster means: the dot product
-/// with a unit centroid approximates a query token's best match in the cluster better than
-/// the shrunken plain mean, which averages the spread away.
+/// cosine similarity. The stored centroids are re-normalised cluster means: a unit centroid
+/// approximates a query token's best match in a cluster better than the plain mean, which
+/// shrinks with the cluster's spread (recall@10 0.88 against 0.67 on a noisy variant of the
+/// synthetic test set, 8 centroids a page).
 fn centroids(dim: usize, tokens: &[f32]) -> Vec<f32> {
-    let rows: Vec<&[f32]> = tokens.chunks_exact(dim).collect();
-    let k = rows.len().min(knob("C", CENTROIDS_PER_PAGE));
+    let stride = (tokens.len() / dim).div_ceil(KMEANS_SAMPLE).max(1);
+    let rows: Vec<&[f32]> = tokens.chunks_exact(dim).step_by(stride).collect();
+    let k = rows.len().min(CENTROIDS_PER_PAGE);
     let mut state = KMEANS_SEED;
     let mut cent: Vec<f32> = Vec::with_capacity(k * dim);
     // k-means++: the next seed is a token drawn with probability proportional to its
@@ -457,12 +477,6 @@ fn centroids(dim: usize, tokens: &[f32]) -> Vec<f32> {
         }
     }
     cent
-}
-pub(crate) fn knob(name: &str, d: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
 }
 
 /// Index of the centroid (rows of `cent`) with the largest dot product with `row`.
@@ -625,43 +639,28 @@ mod tests {
         let (dim, pages) = (4, pages(4));
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join(DIR);
-        let corrupted = |file: &str, damage: &dyn Fn(&mut Vec<u8>)| {
+        type Damage = dyn Fn(&mut Vec<u8>);
+        // (damaged file, damage, file the error names)
+        let cases: [(&str, &Damage, &str); 8] = [
+            (TOKENS, &|b| b.truncate(b.len() - 8), TOKENS),
+            (TOKENS, &|b| b.truncate(b.len() - 1), TOKENS),
+            (TOKENS, &|b| b[1] = 0x7c, TOKENS),
+            (OFFSETS, &|b| b[8] = 200, OFFSETS),
+            (OFFSETS, &|b| b.truncate(b.len() - 8), OFFSETS),
+            (OFFSETS, &|b| b[16..24].fill(0xff), OFFSETS),
+            (CENTROIDS, &|b| b.truncate(b.len() - 4), CENTROIDS),
+            (CENTROID_OFFSETS, &|b| b[16] = 0, CENTROID_OFFSETS),
+        ];
+        for (file, damage, named) in cases {
             build(&dir, dim, &pages).unwrap();
             let mut bytes = std::fs::read(dir.join(file)).unwrap();
             damage(&mut bytes);
             std::fs::write(dir.join(file), bytes).unwrap();
             match LateIndex::open(&dir, dim, pages.len()) {
-                Err(StoreError::Corrupt { path, .. }) => path.file_name().map(|n| n.to_owned()),
+                Err(StoreError::Corrupt { path, .. }) => assert_eq!(path, dir.join(named)),
                 other => panic!("{file}: {:?}", other.map(|i| i.page_count())),
             }
-        };
-        let named = |f: &str| Some(std::ffi::OsString::from(f));
-        assert_eq!(
-            corrupted(TOKENS, &|b| b.truncate(b.len() - 8)),
-            named(TOKENS)
-        );
-        assert_eq!(
-            corrupted(TOKENS, &|b| b.truncate(b.len() - 1)),
-            named(TOKENS)
-        );
-        assert_eq!(corrupted(TOKENS, &|b| b[1] = 0x7c), named(TOKENS));
-        assert_eq!(corrupted(OFFSETS, &|b| b[8] = 200), named(OFFSETS));
-        assert_eq!(
-            corrupted(OFFSETS, &|b| b.truncate(b.len() - 8)),
-            named(OFFSETS)
-        );
-        assert_eq!(
-            corrupted(OFFSETS, &|b| b[16..24].fill(0xff)),
-            named(OFFSETS)
-        );
-        assert_eq!(
-            corrupted(CENTROIDS, &|b| b.truncate(b.len() - 4)),
-            named(CENTROIDS)
-        );
-        assert_eq!(
-            corrupted(CENTROID_OFFSETS, &|b| b[16] = 0),
-            named(CENTROID_OFFSETS)
-        );
+        }
         assert!(matches!(
             LateIndex::open(&dir, dim, pages.len() + 1),
             Err(StoreError::Corrupt { .. })
@@ -671,6 +670,30 @@ mod tests {
             LateIndex::open(&dir, dim, pages.len()),
             Err(StoreError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn centroids_are_unit_capped_and_reproducible() {
+        let (dim, mut state) = (8, 9);
+        for n in [1, 5, 16, 17, 600] {
+            let tokens: Vec<f32> = (0..n)
+                .flat_map(|_| {
+                    let v: Vec<f32> = (0..dim)
+                        .map(|_| (splitmix(&mut state) >> 40) as f32 - 8e6)
+                        .collect();
+                    let norm = dot(&v, &v).sqrt();
+                    v.into_iter().map(move |x| x / norm)
+                })
+                .collect();
+            let c = centroids(dim, &tokens);
+            assert_eq!(c.len(), n.min(CENTROIDS_PER_PAGE) * dim);
+            let norms: Vec<f32> = c.chunks(dim).map(|c| dot(c, c)).collect();
+            assert!(
+                norms.iter().all(|x| (x - 1.0).abs() < 1e-4),
+                "{n}: {norms:?}"
+            );
+            assert_eq!(c, centroids(dim, &tokens));
+        }
     }
 
     #[test]

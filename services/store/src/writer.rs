@@ -365,26 +365,20 @@ impl StoreWriter {
         Ok(())
     }
 
-    /// Sets the page-image embeddings of a document already put, replacing those it had.
-    /// Fails, changing nothing, if the index has no route for them, a width is wrong, or a
-    /// page number is outside the document.
-    pub fn set_page_embeddings(
-        &mut self,
-        id: &DocId,
-        embeddings: PageEmbeddings,
+    /// Checks page-image embeddings for a document of `pages` pages: the index must have
+    /// the route, widths must match, page numbers must lie in `1..=pages`.
+    pub fn check_page_embeddings(
+        &self,
+        pages: u32,
+        embeddings: &PageEmbeddings,
     ) -> Result<(), StoreError> {
-        let entry = self
-            .docs
-            .get_mut(id)
-            .ok_or_else(|| StoreError::Invalid(format!("no document {id} to add pages to")))?;
-        let pages = entry.doc.pages;
         let check = |route: &str, model: &Option<RouteModel>, page: u32, width: usize| {
             let m = model
                 .as_ref()
                 .ok_or_else(|| StoreError::Invalid(format!("the index has no {route} route")))?;
             if page == 0 || page > pages {
                 return Err(StoreError::Invalid(format!(
-                    "page {page} of document {id}, which has {pages} pages"
+                    "page {page} of a document of {pages} pages"
                 )));
             }
             if width != m.embedder.dim {
@@ -401,6 +395,24 @@ impl StoreWriter {
         for (page, t) in &embeddings.tokens {
             check("late", &self.models.late, *page, t.dim())?;
         }
+        Ok(())
+    }
+
+    /// Sets the page-image embeddings of a document already put, replacing those it had.
+    /// Fails, changing nothing, when [`StoreWriter::check_page_embeddings`] does.
+    pub fn set_page_embeddings(
+        &mut self,
+        id: &DocId,
+        embeddings: PageEmbeddings,
+    ) -> Result<(), StoreError> {
+        let pages = self
+            .document(id)
+            .ok_or_else(|| StoreError::Invalid(format!("no document {id} to add pages to")))?
+            .pages;
+        self.check_page_embeddings(pages, &embeddings)?;
+        let Some(entry) = self.docs.get_mut(id) else {
+            return Ok(());
+        };
         entry.page_vectors = embeddings.vectors.into_iter().collect();
         entry.page_tokens = embeddings
             .tokens

@@ -130,11 +130,11 @@ impl Synthetic {
                         0..6 => {
                             let topic = &concepts[mine[rng.below(mine.len())]];
                             let c = topic[rng.below(topic.len())].clone();
-                            rng.near(&c, knob("PN", 0.6), dim)
+                            rng.near(&c, 0.6, dim)
                         }
                         6..9 => {
                             let b = background[rng.below(background.len())].clone();
-                            rng.near(&b, knob("PN", 0.6), dim)
+                            rng.near(&b, 0.6, dim)
                         }
                         _ => rng.near(&[], 1.0, dim),
                     })
@@ -165,7 +165,7 @@ impl Synthetic {
             return (0..16)
                 .flat_map(|_| {
                     let row = rows[self.rng.below(rows.len())];
-                    self.rng.near(row, knob("QN", 0.5), dim)
+                    self.rng.near(row, 0.5, dim)
                 })
                 .collect();
         }
@@ -191,11 +191,6 @@ fn recall_at_10(n_pages: usize, dim: usize, queries: usize) -> Result<f64, Store
         let t = Instant::now();
         let truth = index.search_exhaustive(&query, 10)?;
         slow += t.elapsed();
-        if std::env::var("DIAG").is_ok() {
-            let top = index.search_exhaustive(&query, 40)?;
-            let miss: Vec<String> = truth.iter().filter(|t| !got.iter().any(|h| h.0 == t.0)).map(|t| format!("{:.3}", t.1)).collect();
-            eprintln!("1st {:.3} 10th {:.3} 11th {:.3} 20th {:.3} 40th {:.3} got-last {:.3} missed {:?}", top[0].1, top[9].1, top[10].1, top[19].1, top[39].1, got[9].1, miss);
-        }
         found += got
             .iter()
             .filter(|h| truth.iter().any(|t| t.0 == h.0))
@@ -212,7 +207,7 @@ fn recall_at_10(n_pages: usize, dim: usize, queries: usize) -> Result<f64, Store
 
 #[test]
 fn two_stage_recall_at_10_on_2k_pages() -> Result<(), StoreError> {
-    let recall = recall_at_10(knob("NP", 2000.0) as usize, knob("DIM", 64.0) as usize, knob("NQ", 30.0) as usize)?;
+    let recall = recall_at_10(2_000, 64, 20)?;
     assert!(recall >= 0.95, "recall@10 {recall}");
     Ok(())
 }
@@ -226,5 +221,3 @@ fn two_stage_recall_at_10_on_10k_pages() -> Result<(), StoreError> {
     assert!(recall >= 0.95, "recall@10 {recall}");
     Ok(())
 }
-
-fn knob(n: &str, d: f32) -> f32 { std::env::var(n).ok().and_then(|v| v.parse().ok()).unwrap_or(d) }
