@@ -1,0 +1,206 @@
+//! The page-image routes in the pipeline, with a deterministic pixel embedder: image queries,
+//! route selection by what the query carries, fusion with the text routes, and the checks
+//! that keep a model from searching an index built with another.
+
+use std::sync::Arc;
+
+use folio_core::testing::{HashEmbedder, PixelEmbedder};
+use folio_core::{
+    DocId, Document, Embedder, EmbeddingKind, Page, PageEmbedder, PageImage, PageKey, Passage,
+};
+use folio_search::{Pipeline, SearchError, SearchRequest};
+use folio_store::{IndexModels, PageEmbeddings, RouteModel, Store, StoreWriter, TokenMatrix};
+use image::{ImageEncoder, codecs::png::PngEncoder};
+
+/// A page image whose brightness grows with `shade`, with a darker top half on odd shades.
+fn picture(shade: u8) -> PageImage {
+    let (width, height) = (40u32, 60u32);
+    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        let v = if shade % 2 == 1 && y < height / 2 {
+            shade / 2
+        } else {
+            shade
+        };
+        for _ in 0..width {
+            rgb.extend([v, v.saturating_add(10), v]);
+        }
+    }
+    PageImage { width, height, rgb }
+}
+
+fn png(image: &PageImage) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out).write_image(
+        &image.rgb,
+        image.width,
+        image.height,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(out)
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    store: Arc<Store>,
+    text: Arc<HashEmbedder>,
+    single: Arc<PixelEmbedder>,
+    multi: Arc<PixelEmbedder>,
+}
+
+/// Two documents of three pages, each page with its own picture (shades 0, 40, ..., 200).
+fn fixture() -> anyhow::Result<Fixture> {
+    let tmp = tempfile::tempdir()?;
+    let text = Arc::new(HashEmbedder::new(16));
+    let single = Arc::new(PixelEmbedder::new(24, EmbeddingKind::Single));
+    let multi = Arc::new(PixelEmbedder::new(24, EmbeddingKind::Multi));
+    let record = |e: &PixelEmbedder| RouteModel {
+        embedder: e.info().clone(),
+        source: None,
+    };
+    let models = IndexModels {
+        page: Some(record(&single)),
+        late: Some(record(&multi)),
+        ..IndexModels::text(text.info(), None)
+    };
+    let mut w = StoreWriter::open_with(tmp.path(), models)?;
+    for d in 0..2u8 {
+        let doc_id = DocId(format!("doc{d}"));
+        let mut pages = Vec::new();
+        let mut passages = Vec::new();
+        let mut vectors = Vec::new();
+        let mut images = Vec::new();
+        for p in 1..=3u32 {
+            let key = PageKey {
+                doc_id: doc_id.clone(),
+                page: p,
+            };
+            let body = format!("report {d} section {p} about rainfall and harvests");
+            passages.push(Passage {
+                id: 0,
+                page: key.clone(),
+                char_start: 0,
+                char_end: body.len() as u32,
+                text: body.clone(),
+            });
+            vectors.push(text.embed(&body));
+            pages.push(Page { key, text: body });
+            images.push(picture(d * 120 + (p as u8 - 1) * 40));
+        }
+        let doc = Document {
+            doc_id: doc_id.clone(),
+            path: format!("/reports/{d}.pdf"),
+            content_hash: format!("hash{d}"),
+            pages: 3,
+            bytes: 1,
+        };
+        w.put_document(doc, pages, passages, vectors)?;
+        let mut embeddings = PageEmbeddings::default();
+        for (i, e) in single.embed_pages(&images)?.into_iter().enumerate() {
+            let v = e.as_single().unwrap_or_default().to_vec();
+            embeddings.vectors.push((i as u32 + 1, v));
+        }
+        for (i, e) in multi.embed_pages(&images)?.into_iter().enumerate() {
+            let flat: Vec<f32> = e.as_multi().unwrap_or_default().concat();
+            embeddings
+                .tokens
+                .push((i as u32 + 1, TokenMatrix::from_f32(24, &flat)?));
+        }
+        w.set_page_embeddings(&doc_id, embeddings)?;
+    }
+    w.commit()?;
+    Ok(Fixture {
+        store: Arc::new(Store::open(tmp.path())?),
+        _tmp: tmp,
+        text,
+        single,
+        multi,
+    })
+}
+
+fn pipeline(f: &Fixture) -> anyhow::Result<Pipeline> {
+    let text: Arc<dyn Embedder> = f.text.clone();
+    let mut p = Pipeline::new(f.store.clone(), Some(text))?;
+    p.add_page_embedder(f.single.clone())?;
+    p.add_page_embedder(f.multi.clone())?;
+    Ok(p)
+}
+
+#[test]
+fn an_image_query_finds_its_page_through_both_page_routes() -> anyhow::Result<()> {
+    let f = fixture()?;
+    let p = pipeline(&f)?;
+    assert_eq!(p.route_names(), ["bm25", "dense", "page", "late"]);
+    // doc1 page 2 has shade 160.
+    let mut request = SearchRequest::new("", 3);
+    request.image = Some(png(&picture(160))?);
+    let response = p.search(&request)?;
+    let top = &response.hits[0];
+    assert_eq!((top.doc_id.as_str(), top.page), ("doc1", 2), "{response:?}");
+    assert_eq!(top.routes.get("page"), Some(&1));
+    assert_eq!(top.routes.get("late"), Some(&1));
+    assert!(!top.routes.contains_key("bm25"));
+    // Page routes match no passage: the snippet is the page's first passage.
+    assert_eq!(
+        top.snippet,
+        "report 1 section 2 about rainfall and harvests"
+    );
+    assert_eq!(top.passage.as_ref().map(|s| s.char_start), Some(0));
+    Ok(())
+}
+
+#[test]
+fn routes_run_when_the_query_carries_what_they_need() -> anyhow::Result<()> {
+    let f = fixture()?;
+    let mut p = pipeline(&f)?;
+    let route_names = |request: &SearchRequest, p: &Pipeline| -> anyhow::Result<Vec<String>> {
+        Ok(p.retrieve(request)?
+            .lists
+            .into_iter()
+            .map(|l| l.route)
+            .collect())
+    };
+    let text = SearchRequest::new("rainfall section", 3);
+    assert_eq!(route_names(&text, &p)?, ["bm25", "dense", "page", "late"]);
+    let mut both = text.clone();
+    both.image = Some(png(&picture(40))?);
+    assert_eq!(route_names(&both, &p)?, ["bm25", "dense", "page", "late"]);
+
+    // Without the page-image routes, an image-only query has nothing to answer it.
+    p.keep_routes(&["bm25", "dense"])?;
+    let mut image_only = SearchRequest::new("", 3);
+    image_only.image = both.image.clone();
+    let err = p.search(&image_only).err().map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("image-only query")),
+        "{err:?}"
+    );
+    assert_eq!(route_names(&both, &p)?, ["bm25", "dense"]);
+
+    // A broken image is the caller's fault, and says so.
+    let mut broken = SearchRequest::new("", 3);
+    broken.image = Some(b"\x89PNG\r\n\x1a\nnot really".to_vec());
+    let err = pipeline(&f)?.search(&broken).err();
+    assert!(
+        matches!(&err, Some(SearchError::InvalidRequest(m)) if m.contains("image")),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_page_model_other_than_the_index_one_is_refused() -> anyhow::Result<()> {
+    let f = fixture()?;
+    let text: Arc<dyn Embedder> = f.text.clone();
+    let mut p = Pipeline::new(f.store.clone(), Some(text))?;
+    let other = Arc::new(PixelEmbedder::new(12, EmbeddingKind::Single));
+    let err = p.add_page_embedder(other).err().map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("page route") && e.contains("test/pixels-single-12")),
+        "{err:?}"
+    );
+    assert_eq!(p.route_names(), ["bm25", "dense"]);
+    Ok(())
+}
