@@ -19,6 +19,28 @@ use folio_search::{Pipeline, SearchError, SearchRequest};
 
 pub use metrics::{EvalOptions, Evaluation, Metric, MetricsError, Qrels, Run, evaluate};
 
+/// A query to evaluate: text, an image, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalQuery {
+    /// Id used by the qrels.
+    pub id: String,
+    /// The query text (may be empty when there is an image).
+    pub text: String,
+    /// An encoded query image (PNG or JPEG), for the page-image routes.
+    pub image: Option<Vec<u8>>,
+}
+
+impl EvalQuery {
+    /// A text query.
+    pub fn text(id: impl Into<String>, text: impl Into<String>) -> Self {
+        EvalQuery {
+            id: id.into(),
+            text: text.into(),
+            image: None,
+        }
+    }
+}
+
 /// The systems [`route_runs`] evaluates besides the routes themselves.
 #[derive(Clone, Copy)]
 pub struct Systems<'a> {
@@ -45,14 +67,15 @@ impl<'a> Systems<'a> {
     }
 }
 
-/// Runs each `(query id, text)` through `pipeline`'s routes and returns one run per system:
+/// Runs each query through `pipeline`'s routes and returns one run per system:
 /// each route's list, each fusion of them and each re-ranking of the first fusion (see
 /// [`Systems`]), top `k`. A page's id in the run is `corpus_id(document path, page)`; its
 /// score decreases with its rank, so trec_eval's ordering keeps the pipeline's. `on_query` is
-/// called after each query (for progress).
+/// called after each query (for progress). Queries without text keep the fused order in the
+/// re-ranked systems (the re-rankers read the query text).
 pub fn route_runs(
     pipeline: &Pipeline,
-    queries: &[(String, String)],
+    queries: &[EvalQuery],
     k: usize,
     systems: Systems<'_>,
     corpus_id: impl Fn(&str, u32) -> String,
@@ -66,8 +89,11 @@ pub fn route_runs(
             .map(|d| d.path.clone())
             .unwrap_or_default()
     };
-    for (qid, text) in queries {
-        let retrieved = pipeline.retrieve(&SearchRequest::new(text.clone(), k))?;
+    for query in queries {
+        let (qid, text) = (&query.id, &query.text);
+        let mut request = SearchRequest::new(text.clone(), k);
+        request.image = query.image.clone();
+        let retrieved = pipeline.retrieve(&request)?;
         let fused: Vec<(String, Vec<FusedHit>)> = systems
             .fusers
             .iter()
@@ -76,6 +102,13 @@ pub fn route_runs(
         let mut reranked: Vec<(String, Vec<&PageKey>)> = Vec::new();
         if let Some((fusion, hits)) = fused.first() {
             for (name, reranker) in systems.rerankers {
+                if text.trim().is_empty() {
+                    reranked.push((
+                        format!("{fusion}+{name}"),
+                        hits.iter().map(|h| &h.page).collect(),
+                    ));
+                    continue;
+                }
                 let outcome = pipeline.rerank_fused(
                     *reranker,
                     text,

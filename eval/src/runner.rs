@@ -1,18 +1,20 @@
-//! `folio eval retrieval`: index a BEIR-layout dataset, run every route and the fusion over its
-//! queries, write one TREC run per system, score them, and compare the best system with each
-//! other by a paired randomisation test.
+//! `folio eval retrieval`: index a dataset (BEIR texts, PDFs, or Parquet page images), run every
+//! route (text, and with page embedders the page and late-interaction routes) and each fusion
+//! over its queries, write one TREC run per system, score them, and compare the best system
+//! with each other by a paired randomisation test.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use folio_core::{ChunkSettings, Embedder, Fuser, Reranker};
+use folio_core::{ChunkSettings, Embedder, EmbeddingKind, Fuser, PageEmbedder, Reranker};
 use folio_datasets::{
     BeirDataset, PageDataset, PublishedFigure, Qrels, SampleSet, page_corpus_id, published_figures,
 };
 use folio_indexer::{
-    FileStatus, IndexSettings, TextDocument, index_files, index_texts, progress_bar,
+    CorpusPage, Embedders, FileStatus, IndexSettings, TextDocument, index_files_with, index_pages,
+    index_texts, progress_bar,
 };
 use folio_search::{Pipeline, SearchError, fuser_by_name};
 use folio_store::Store;
@@ -21,7 +23,7 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::metrics::{EvalOptions, Metric, evaluate};
-use crate::{Systems, plot, route_runs, write_run};
+use crate::{EvalQuery, Systems, plot, route_runs, write_run};
 
 /// The runner failed.
 #[derive(Debug, Error)]
@@ -66,11 +68,39 @@ impl std::fmt::Debug for NamedReranker {
     }
 }
 
+/// A page-image model for the page (single-vector) or late (multi-vector) route.
+#[derive(Clone)]
+pub struct PageModel {
+    /// The model.
+    pub embedder: Arc<dyn PageEmbedder>,
+    /// Where it was loaded from, recorded in the index.
+    pub source: Option<String>,
+}
+
+impl PageModel {
+    /// The model and its source, as the indexer takes them.
+    pub fn as_route(&self) -> (&dyn PageEmbedder, Option<&str>) {
+        (self.embedder.as_ref(), self.source.as_deref())
+    }
+}
+
+impl std::fmt::Debug for PageModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageModel")
+            .field("embedder", &self.embedder.info().id)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RetrievalSettings {
-    /// Routes to run (`bm25`, `dense`).
+    /// Routes to run (`bm25`, `dense`, `page`, `late`).
     pub routes: Vec<String>,
+    /// Page-image models: at most one single-vector (the `page` route) and one multi-vector
+    /// (the `late` route).
+    pub page_models: Vec<PageModel>,
     /// Fusions of the routes to evaluate, by name (`rrf`, `weighted`).
     pub fusions: Vec<String>,
     /// Pages (documents) retrieved per query and system: the depth of the run files.
@@ -95,6 +125,7 @@ impl Default for RetrievalSettings {
     fn default() -> Self {
         RetrievalSettings {
             routes: vec!["bm25".into(), "dense".into()],
+            page_models: Vec::new(),
             fusions: vec!["rrf".into()],
             depth: 100,
             metrics: ["ndcg@10", "recall@100", "mrr@10", "map", "p@5"]
@@ -186,6 +217,8 @@ pub enum Corpus {
     Texts(Vec<TextDocument>),
     /// PDF files; a page's corpus id is `<file name>#<1-based page>`.
     Pdfs(Vec<PathBuf>),
+    /// Pages given as images and/or text, one page each; a page's corpus id is its id.
+    Pages(Vec<CorpusPage>),
 }
 
 /// What the runner evaluates: a corpus, queries and their judgements.
@@ -197,8 +230,8 @@ pub struct EvalDataset {
     pub split: String,
     /// What to index.
     pub corpus: Corpus,
-    /// `(query id, text)`.
-    pub queries: Vec<(String, String)>,
+    /// The queries.
+    pub queries: Vec<EvalQuery>,
     /// Judgements.
     pub qrels: Qrels,
 }
@@ -221,7 +254,7 @@ impl EvalDataset {
             queries: d
                 .queries
                 .iter()
-                .map(|q| (q.id.clone(), q.text.clone()))
+                .map(|q| EvalQuery::text(&q.id, &q.text))
                 .collect(),
             qrels: d.qrels.clone(),
         }
@@ -240,43 +273,70 @@ impl EvalDataset {
             queries: set
                 .queries
                 .iter()
-                .map(|q| (q.id.clone(), q.text.clone()))
+                .map(|q| EvalQuery::text(&q.id, &q.text))
                 .collect(),
             qrels: set.qrels.clone(),
         }
     }
 
-    /// The text side of a page-image dataset: corpus items with text (OCR, markdown, passage
-    /// content) and queries with text. Fails when no item has text: such datasets need the
-    /// page-image route.
-    pub fn from_pages(d: &PageDataset, name: &str, split: &str) -> Result<Self, RunnerError> {
-        let docs: Vec<TextDocument> = d
+    /// A page-image dataset. With `images`, every corpus item is a page (its image for the
+    /// page routes, its text, if any, for the text routes) and queries keep their images;
+    /// without, only the text side: items and queries with text. Fails when nothing is left
+    /// to index.
+    pub fn from_pages(
+        d: &PageDataset,
+        name: &str,
+        split: &str,
+        images: bool,
+    ) -> Result<Self, RunnerError> {
+        let has_text = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.trim().is_empty());
+        let pages: Vec<CorpusPage> = d
             .corpus
             .iter()
-            .filter_map(|c| {
-                let text = c.text.as_deref()?.trim();
-                (!text.is_empty()).then(|| TextDocument {
-                    id: c.id.clone(),
-                    text: text.to_string(),
-                })
+            .filter(|c| has_text(&c.text) || (images && c.image.is_some()))
+            .map(|c| CorpusPage {
+                id: c.id.clone(),
+                text: c.text.as_deref().map(|t| t.trim().to_string()),
+                image: if images { c.image.clone() } else { None },
             })
             .collect();
-        if docs.is_empty() {
-            return Err(RunnerError::Invalid(format!(
-                "{name}: no corpus item has text, so only a page-image route could retrieve \
-                 them; that route arrives with the Qwen2-VL embedder"
-            )));
+        if pages.is_empty() {
+            return Err(RunnerError::Invalid(if images {
+                format!("{name}: no corpus item has an image or text")
+            } else {
+                format!(
+                    "{name}: no corpus item has text, so only the page-image routes could \
+                     retrieve them: give a page embedder and --routes page (or late)"
+                )
+            }));
         }
+        let queries = d
+            .queries
+            .iter()
+            .map(|q| EvalQuery {
+                id: q.id.clone(),
+                text: q.text.clone(),
+                image: if images { q.image.clone() } else { None },
+            })
+            .filter(|q| !q.text.trim().is_empty() || q.image.is_some())
+            .collect();
         Ok(EvalDataset {
             name: name.to_string(),
             split: split.to_string(),
-            corpus: Corpus::Texts(docs),
-            queries: d
-                .queries
-                .iter()
-                .filter(|q| !q.text.trim().is_empty())
-                .map(|q| (q.id.clone(), q.text.clone()))
-                .collect(),
+            corpus: if images {
+                Corpus::Pages(pages)
+            } else {
+                Corpus::Texts(
+                    pages
+                        .into_iter()
+                        .map(|p| TextDocument {
+                            id: p.id,
+                            text: p.text.unwrap_or_default(),
+                        })
+                        .collect(),
+                )
+            },
+            queries,
             qrels: d.qrels.clone(),
         })
     }
@@ -286,6 +346,7 @@ impl EvalDataset {
         match &self.corpus {
             Corpus::Texts(d) => d.len(),
             Corpus::Pdfs(p) => p.len(),
+            Corpus::Pages(p) => p.len(),
         }
     }
 }
@@ -305,7 +366,7 @@ pub fn run_retrieval(
         return Err(RunnerError::Invalid("no metric to compute".into()));
     };
     let chunk = settings.chunk.unwrap_or(match dataset.corpus {
-        Corpus::Texts(_) => ChunkSettings {
+        Corpus::Texts(_) | Corpus::Pages(_) => ChunkSettings {
             words: usize::MAX,
             overlap: 0,
         },
@@ -316,22 +377,43 @@ pub fn run_retrieval(
         progress: settings.progress,
         ..IndexSettings::default()
     };
+    let model = |kind: EmbeddingKind| {
+        settings
+            .page_models
+            .iter()
+            .find(|m| m.embedder.info().kind == kind)
+    };
+    for (route, kind, what) in [
+        ("page", EmbeddingKind::Single, "single-vector (GME-style)"),
+        (
+            "late",
+            EmbeddingKind::Multi,
+            "multi-vector (ColQwen2-style)",
+        ),
+    ] {
+        if settings.routes.iter().any(|r| r == route) && model(kind).is_none() {
+            return Err(RunnerError::Invalid(format!(
+                "route {route} needs a {what} page embedder"
+            )));
+        }
+    }
+    let models = Embedders {
+        text: embedder.as_ref(),
+        text_source: embedder_source.as_deref(),
+        page: model(EmbeddingKind::Single).map(PageModel::as_route),
+        late: model(EmbeddingKind::Multi).map(PageModel::as_route),
+    };
     info!(documents = dataset.documents(), "indexing the corpus");
     let index_report = match &dataset.corpus {
         Corpus::Texts(docs) => index_texts(
             index_dir,
             docs,
             embedder.as_ref(),
-            embedder_source,
+            embedder_source.clone(),
             &index_settings,
         )?,
-        Corpus::Pdfs(files) => index_files(
-            index_dir,
-            files,
-            embedder.as_ref(),
-            embedder_source,
-            &index_settings,
-        )?,
+        Corpus::Pdfs(files) => index_files_with(index_dir, files, &models, &index_settings)?,
+        Corpus::Pages(pages) => index_pages(index_dir, pages, &models, &index_settings)?,
     };
     if let Some(f) = index_report
         .files
@@ -346,6 +428,12 @@ pub fn run_retrieval(
     }
 
     let mut pipeline = Pipeline::new(Arc::new(Store::open(index_dir)?), Some(embedder.clone()))?;
+    for m in [model(EmbeddingKind::Single), model(EmbeddingKind::Multi)]
+        .into_iter()
+        .flatten()
+    {
+        pipeline.add_page_embedder(m.embedder.clone())?;
+    }
     let routes: Vec<&str> = settings.routes.iter().map(String::as_str).collect();
     pipeline.keep_routes(&routes)?;
     let queries = &dataset.queries;

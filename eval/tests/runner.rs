@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use folio_core::Embedder;
-use folio_core::testing::HashEmbedder;
+use folio_core::testing::{HashEmbedder, PixelEmbedder};
+use folio_core::{Embedder, EmbeddingKind};
 use folio_datasets::BeirDataset;
 use folio_eval::metrics::read_run;
-use folio_eval::runner::{EvalDataset, RetrievalSettings, run_retrieval};
+use folio_eval::runner::{EvalDataset, PageModel, RetrievalSettings, run_retrieval};
 use folio_eval::{EvalOptions, evaluate};
 
 fn settings() -> RetrievalSettings {
@@ -158,7 +158,7 @@ fn runs_on_the_text_side_of_a_parquet_dataset_and_refuses_image_only_ones() -> a
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet");
     let pages =
         folio_datasets::PageDataset::load("mmdocir".parse()?, &fixtures.join("mmdocir"), "test")?;
-    let dataset = EvalDataset::from_pages(&pages, "mmdocir-tiny", "test")?;
+    let dataset = EvalDataset::from_pages(&pages, "mmdocir-tiny", "test", false)?;
     let out = tempfile::tempdir()?;
     let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(64));
     let report = run_retrieval(
@@ -182,11 +182,69 @@ fn runs_on_the_text_side_of_a_parquet_dataset_and_refuses_image_only_ones() -> a
         &fixtures.join("vidore/test.parquet"),
         "test",
     )?;
-    let err = EvalDataset::from_pages(&images_only, "vidore-tiny", "test")
+    let err = EvalDataset::from_pages(&images_only, "vidore-tiny", "test", false)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("no corpus item has text"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn runs_the_page_image_routes_on_a_parquet_dataset_of_page_images() -> anyhow::Result<()> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/parquet");
+    let pages = folio_datasets::PageDataset::load(
+        "vidore".parse()?,
+        &fixtures.join("vidore/test.parquet"),
+        "test",
+    )?;
+    let dataset = EvalDataset::from_pages(&pages, "vidore-tiny", "test", true)?;
+    let out = tempfile::tempdir()?;
+    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(64));
+    let model = |kind| PageModel {
+        embedder: Arc::new(PixelEmbedder::new(16, kind)),
+        source: None,
+    };
+    let routes = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // The page route without its model is refused before anything is indexed.
+    let err = run_retrieval(
+        &dataset,
+        &out.path().join("index"),
+        out.path(),
+        embedder.clone(),
+        None,
+        &RetrievalSettings {
+            routes: routes(&["page"]),
+            ..settings()
+        },
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("route page needs"), "{err}");
+
+    let report = run_retrieval(
+        &dataset,
+        &out.path().join("index"),
+        out.path(),
+        embedder,
+        None,
+        &RetrievalSettings {
+            routes: routes(&["page", "late"]),
+            page_models: vec![model(EmbeddingKind::Single), model(EmbeddingKind::Multi)],
+            ..settings()
+        },
+    )?;
+    assert_eq!(report.documents, pages.corpus.len());
+    let names: Vec<&str> = report.systems.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["late", "page", "rrf"]);
+    let store = folio_store::Store::open(&out.path().join("index"))?;
+    assert_eq!(store.manifest().page_vectors, pages.corpus.len());
+    assert_eq!(store.manifest().late_pages, pages.corpus.len());
+    // Every query ran: each system's run names every judged query.
+    for s in &report.systems {
+        assert_eq!(s.per_query.len(), report.queries, "{}", s.name);
+    }
     Ok(())
 }
 

@@ -290,9 +290,59 @@ pub fn index_texts(
                 stored_path: doc.id.clone(),
                 content_hash: hash,
                 bytes: doc.text.len() as u64,
-                pdf: None,
+                pictures: None,
             };
             ingest.document(source, || Ok(vec![doc.text.clone()]))
+        },
+    )
+}
+
+/// A page given as an image and/or text, to index as a document of one page, e.g. one corpus
+/// entry of a ViDoRe-style dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorpusPage {
+    /// The page's id in its collection; stored as the document's path.
+    pub id: String,
+    /// Text of the page (OCR, markdown, passage), for the text routes.
+    pub text: Option<String>,
+    /// The encoded page image (PNG or JPEG), for the page routes.
+    pub image: Option<Vec<u8>>,
+}
+
+/// Indexes pages given as images and/or text, each as a document of one page: its text for
+/// the text routes, its image for the page routes of `models`. Unchanged id, text and image:
+/// skipped. An image that does not decode leaves the page without page embeddings, with a
+/// warning.
+#[instrument(skip_all, fields(index = %index_dir.display(), documents = docs.len()))]
+pub fn index_pages(
+    index_dir: &Path,
+    docs: &[CorpusPage],
+    models: &Embedders<'_>,
+    settings: &IndexSettings,
+) -> Result<IndexReport, IndexError> {
+    let run = Run::open(index_dir, *models, settings)?;
+    run.each(
+        docs.len(),
+        "pages",
+        |i| docs[i].id.clone(),
+        |ingest, i| {
+            let doc = &docs[i];
+            let text = doc.text.clone().unwrap_or_default();
+            let mut hasher = Sha256::new();
+            for part in ["image", &doc.id, &text] {
+                hasher.update(part.as_bytes());
+                hasher.update([0u8]);
+            }
+            let image = doc.image.as_deref();
+            hasher.update(image.unwrap_or_default());
+            let source = Source {
+                label: &doc.id,
+                stored_path: doc.id.clone(),
+                content_hash: hex(&hasher.finalize()),
+                bytes: (text.len() + image.map_or(0, <[u8]>::len)) as u64,
+                pictures: image.map(Pictures::Image),
+            };
+            ingest.document(source, || Ok(vec![text]))
         },
     )
 }
@@ -415,9 +465,9 @@ impl<'a> Run<'a> {
             Ok(v) => v,
             Err(reason) => return report(FileStatus::Failed, Some(n_pages), Some(reason)),
         };
-        let (page_embeddings, warning) = match source.pdf {
-            Some(pdf) if self.models.has_page_models() => {
-                match self.embed_page_images(pdf, n_pages, &short) {
+        let (page_embeddings, warning) = match source.pictures {
+            Some(pictures) if self.models.has_page_models() => {
+                match self.page_embeddings(pictures, n_pages, &short) {
                     Ok(done) => done,
                     Err(reason) => return report(FileStatus::Failed, Some(n_pages), Some(reason)),
                 }
@@ -453,19 +503,43 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Renders the pages of a PDF and embeds them with the page models, [`PAGE_CHUNK`] pages
-    /// at a time. Pages that cannot be rendered get no page embedding and are named in the
-    /// warning; a model error fails the document.
-    fn embed_page_images(
+    /// The page embeddings of a document's pictures: the rendered pages of a PDF, or one
+    /// image. Pages that yield no image get no page embedding and are named in the warning;
+    /// a model error fails the document.
+    fn page_embeddings(
         &mut self,
-        pdf: &[u8],
+        pictures: Pictures<'_>,
         n_pages: u32,
         short: &str,
     ) -> Result<(PageEmbeddings, Option<String>), String> {
         let mut out = PageEmbeddings::default();
+        match pictures {
+            Pictures::Pdf(pdf) => {
+                let warning = self.embed_rendered_pages(pdf, n_pages, short, &mut out)?;
+                Ok((out, warning))
+            }
+            Pictures::Image(bytes) => match render::decode_image(bytes) {
+                Ok(img) => {
+                    self.embed_chunk(&[1], &[page_image(img)], &mut out)?;
+                    Ok((out, None))
+                }
+                Err(e) => Ok((out, Some(format!("no page image: {e}")))),
+            },
+        }
+    }
+
+    /// Renders the pages of a PDF and embeds them, [`PAGE_CHUNK`] pages at a time; returns
+    /// the warning naming the pages that did not render.
+    fn embed_rendered_pages(
+        &mut self,
+        pdf: &[u8],
+        n_pages: u32,
+        short: &str,
+        out: &mut PageEmbeddings,
+    ) -> Result<Option<String>, String> {
         let mut renderer = match render::PageRenderer::open(pdf) {
             Ok(r) => r,
-            Err(e) => return Ok((out, Some(format!("no page images: {e}")))),
+            Err(e) => return Ok(Some(format!("no page images: {e}"))),
         };
         let wanted = (n_pages as usize).min(renderer.page_count());
         let mut failed: Vec<String> = Vec::new();
@@ -478,72 +552,92 @@ impl<'a> Run<'a> {
         }
         let mut start = 0;
         while start < wanted {
-            let started = Instant::now();
             let end = (start + PAGE_CHUNK).min(wanted);
             let mut numbers = Vec::with_capacity(end - start);
             let mut images = Vec::with_capacity(end - start);
-            for (i, result) in renderer
-                .render_range(start..end, &self.settings.render)
-                .into_iter()
-                .enumerate()
-            {
+            let rendered = renderer.render_range(start..end, &self.settings.render);
+            for (i, result) in rendered.into_iter().enumerate() {
                 let page = (start + i + 1) as u32;
                 match result {
                     Ok(img) => {
                         numbers.push(page);
-                        images.push(PageImage {
-                            width: img.width(),
-                            height: img.height(),
-                            rgb: img.into_raw(),
-                        });
+                        images.push(page_image(img));
                     }
                     Err(e) => failed.push(format!("page {page}: {e}")),
                 }
             }
-            if let Some((model, _)) = self.models.page {
-                for (page, e) in numbers.iter().zip(embed_images(model, &images)?) {
-                    match e {
-                        Embedding::Single(v) => out.vectors.push((*page, v)),
-                        Embedding::Multi(_) => {
-                            return Err("the page embedder gave token vectors; \
-                                        give it as the late-interaction model"
-                                .into());
-                        }
-                    }
-                }
-            }
-            if let Some((model, _)) = self.models.late {
-                let dim = model.info().dim;
-                for (page, e) in numbers.iter().zip(embed_images(model, &images)?) {
-                    let Embedding::Multi(tokens) = e else {
-                        return Err("the late-interaction embedder gave one vector a page; \
-                                    give it as the page model"
-                            .into());
-                    };
-                    let flat: Vec<f32> = tokens.into_iter().flatten().collect();
-                    let matrix = TokenMatrix::from_f32(dim, &flat)
-                        .map_err(|e| format!("page {page}: {e}"))?;
-                    out.tokens.push((*page, matrix));
-                }
-            }
-            self.report.page_images += images.len() as u64;
-            self.report.page_image_seconds += started.elapsed().as_secs_f64();
+            self.embed_chunk(&numbers, &images, out)?;
             let rate = self.report.page_images as f64 / self.report.page_image_seconds.max(1e-9);
             self.bar.set_message(format!(
                 "{short}: page images {end}/{wanted} ({rate:.2} pages/s)"
             ));
             start = end;
         }
-        let warning = match failed.as_slice() {
+        Ok(match failed.as_slice() {
             [] => None,
             [only] => Some(format!("1 page has no page image: {only}")),
             [first, ..] => Some(format!(
                 "{} pages have no page image; first: {first}",
                 failed.len()
             )),
-        };
-        Ok((out, warning))
+        })
     }
+
+    /// Embeds `images` (pages `numbers`) with each page model into `out`.
+    fn embed_chunk(
+        &mut self,
+        numbers: &[u32],
+        images: &[PageImage],
+        out: &mut PageEmbeddings,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        if let Some((model, _)) = self.models.page {
+            for (page, e) in numbers.iter().zip(embed_images(model, images)?) {
+                match e {
+                    Embedding::Single(v) => out.vectors.push((*page, v)),
+                    Embedding::Multi(_) => {
+                        return Err("the page embedder gave token vectors; \
+                                    give it as the late-interaction model"
+                            .into());
+                    }
+                }
+            }
+        }
+        if let Some((model, _)) = self.models.late {
+            let dim = model.info().dim;
+            for (page, e) in numbers.iter().zip(embed_images(model, images)?) {
+                let Embedding::Multi(tokens) = e else {
+                    return Err("the late-interaction embedder gave one vector a page; \
+                                give it as the page model"
+                        .into());
+                };
+                let flat: Vec<f32> = tokens.into_iter().flatten().collect();
+                let matrix =
+                    TokenMatrix::from_f32(dim, &flat).map_err(|e| format!("page {page}: {e}"))?;
+                out.tokens.push((*page, matrix));
+            }
+        }
+        self.report.page_images += images.len() as u64;
+        self.report.page_image_seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+fn page_image(img: image::RgbImage) -> PageImage {
+    PageImage {
+        width: img.width(),
+        height: img.height(),
+        rgb: img.into_raw(),
+    }
+}
+
+/// What a document's page images come from.
+#[derive(Clone, Copy)]
+enum Pictures<'a> {
+    /// A PDF's bytes: its pages are rendered.
+    Pdf(&'a [u8]),
+    /// An encoded image (PNG, JPEG) that is the document's only page.
+    Image(&'a [u8]),
 }
 
 /// Where a document comes from, as the report and the store name it.
@@ -554,8 +648,8 @@ struct Source<'a> {
     stored_path: String,
     content_hash: String,
     bytes: u64,
-    /// The PDF's bytes, for page images; `None` for text documents.
-    pdf: Option<&'a [u8]>,
+    /// Where page images come from; `None` for text documents.
+    pictures: Option<Pictures<'a>>,
 }
 
 fn embed_images(model: &dyn PageEmbedder, images: &[PageImage]) -> Result<Vec<Embedding>, String> {
@@ -622,7 +716,7 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
         stored_path,
         content_hash: hex(&Sha256::digest(&bytes)),
         bytes: size,
-        pdf: Some(&bytes),
+        pictures: Some(Pictures::Pdf(&bytes)),
     };
     run.document(source, || {
         pdf::extract_pages(bytes.clone()).map_err(|e| e.to_string())

@@ -104,6 +104,9 @@ pub enum RenderError {
     /// The image could not be encoded.
     #[error("PNG encoding failed: {0}")]
     Encode(String),
+    /// An image given as a page (not rendered) cannot be decoded.
+    #[error("image cannot be decoded: {0}")]
+    Decode(String),
 }
 
 fn crashed_message(index: Option<usize>, message: &str) -> String {
@@ -452,6 +455,21 @@ pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>, RenderError> {
         )
         .map_err(|e| RenderError::Encode(e.to_string()))?;
     Ok(out)
+}
+
+/// Decodes an image given as a page (PNG, JPEG), refusing sides over 65535 pixels and
+/// decoders that would allocate more than 512 MiB (decompression bombs).
+pub fn decode_image(bytes: &[u8]) -> Result<RgbImage, RenderError> {
+    let decode = |e: image::ImageError| RenderError::Decode(e.to_string());
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| RenderError::Decode(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(512 * 1024 * 1024);
+    reader.limits(limits);
+    Ok(reader.decode().map_err(decode)?.into_rgb8())
 }
 
 #[cfg(test)]

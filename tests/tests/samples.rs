@@ -87,10 +87,10 @@ fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow:
 
     let embedder_dyn: Arc<dyn Embedder> = embedder.clone();
     let pipeline = Pipeline::new(Arc::new(Store::open(&index)?), Some(embedder_dyn))?;
-    let queries: Vec<(String, String)> = samples
+    let queries: Vec<folio_eval::EvalQuery> = samples
         .queries
         .iter()
-        .map(|q| (q.id.clone(), q.text.clone()))
+        .map(|q| folio_eval::EvalQuery::text(&q.id, &q.text))
         .collect();
     let rrf = folio_search::Rrf::default();
     let runs = folio_eval::route_runs(

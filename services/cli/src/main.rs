@@ -91,8 +91,9 @@ struct RetrievalArgs {
     /// Index directory; reused across runs (default: <out>/index).
     #[arg(long)]
     index: Option<PathBuf>,
-    /// Routes to run: bm25 and/or dense (page and late-interaction routes arrive with the
-    /// Qwen2-VL embedder).
+    /// Routes to run: bm25, dense, page (needs a GME-style --page-embedder) and late (needs
+    /// a ColQwen2-style one). With page or late, Parquet datasets are indexed with their page
+    /// images and queries keep theirs.
     #[arg(long, default_value = "bm25,dense")]
     routes: String,
     /// Fusions to evaluate: rrf (k = 60) and/or weighted (min-max normalised scores, equal
@@ -116,6 +117,8 @@ struct RetrievalArgs {
     ranker: RankerArgs,
     #[command(flatten)]
     embedder: EmbedderArg,
+    #[command(flatten)]
+    page_models: PageModelArgs,
 }
 
 #[derive(Args)]
@@ -782,10 +785,10 @@ fn demo(args: DemoArgs) -> Result<()> {
         let response = pipeline.search(&SearchRequest::new(q.text.clone(), args.k))?;
         print_hits(&response);
     }
-    let queries: Vec<(String, String)> = samples
+    let queries: Vec<folio_eval::EvalQuery> = samples
         .queries
         .iter()
-        .map(|q| (q.id.clone(), q.text.clone()))
+        .map(|q| folio_eval::EvalQuery::text(&q.id, &q.text))
         .collect();
     let rrf = folio_search::Rrf::default();
     let runs = folio_eval::route_runs(
@@ -907,7 +910,16 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
     let dataset = load_eval_dataset(&args)?;
     let index = args.index.clone().unwrap_or_else(|| args.out.join("index"));
     let existing = Manifest::read(&index)?;
-    let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
+    let (embedder, source) = load_embedder(args.embedder.embedder.clone(), existing.as_ref())?;
+    let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), true)?;
+    let page_models = [page, late]
+        .into_iter()
+        .flatten()
+        .map(|(model, dir)| folio_eval::runner::PageModel {
+            embedder: model,
+            source: Some(dir),
+        })
+        .collect();
     println!(
         "{}: {} documents, {} queries with {} judgements ({} split)",
         dataset.name,
@@ -937,6 +949,7 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
             })
             .collect(),
         rerank_depth: args.rerank_depth,
+        page_models,
         ..Default::default()
     };
     let report = folio_eval::runner::run_retrieval(
@@ -965,7 +978,11 @@ fn load_eval_dataset(args: &RetrievalArgs) -> Result<folio_eval::runner::EvalDat
     );
     if let Some(layout) = &args.layout {
         let pages = folio_datasets::PageDataset::load(layout.parse()?, dir, &args.split)?;
-        return Ok(EvalDataset::from_pages(&pages, &name, &args.split)?);
+        let images = args
+            .routes
+            .split(',')
+            .any(|r| matches!(r.trim(), "page" | "late"));
+        return Ok(EvalDataset::from_pages(&pages, &name, &args.split, images)?);
     }
     if dir.join("corpus.jsonl").is_file() {
         let beir = folio_datasets::BeirDataset::load(dir, &args.split)?;
