@@ -20,7 +20,8 @@ use folio_core::{
     PageKey, Passage,
 };
 use folio_store::{
-    CommitOutcome, IndexModels, PageEmbeddings, RouteModel, StoreError, StoreWriter, TokenMatrix,
+    AnnOptions, CommitOutcome, IndexModels, PageEmbeddings, RouteModel, StoreError, StoreWriter,
+    TokenMatrix,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,9 @@ pub struct IndexSettings {
     pub progress: bool,
     /// How pages are rendered for the page embedders.
     pub render: render::RenderSettings,
+    /// HNSW settings to rebuild the index with; `None` keeps the index's own (defaults for a
+    /// new index).
+    pub ann: Option<AnnOptions>,
 }
 
 impl Default for IndexSettings {
@@ -116,6 +120,7 @@ impl Default for IndexSettings {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             progress: true,
             render: render::RenderSettings::default(),
+            ann: None,
         }
     }
 }
@@ -364,8 +369,12 @@ impl<'a> Run<'a> {
         models: Embedders<'a>,
         settings: &'a IndexSettings,
     ) -> Result<Self, IndexError> {
+        let mut writer = StoreWriter::open_with(index_dir, models.models())?;
+        if let Some(options) = settings.ann {
+            writer.set_ann_options(options)?;
+        }
         Ok(Run {
-            writer: StoreWriter::open_with(index_dir, models.models())?,
+            writer,
             bar: ProgressBar::hidden(),
             models,
             settings,

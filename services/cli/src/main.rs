@@ -24,7 +24,7 @@ use folio_models::qwen2_vl::image::PixelBounds;
 use folio_models::{BertEmbedder, ModelSource};
 use folio_rerank::RerankMode;
 use folio_search::{Pipeline, SearchRequest, SearchResponse};
-use folio_store::{CommitOutcome, Manifest, Store, StoreWriter};
+use folio_store::{AnnMetric, AnnOptions, AnnStorage, CommitOutcome, Manifest, Store, StoreWriter};
 use tracing_subscriber::EnvFilter;
 
 /// Folio: retrieval and ranking for visually rich PDFs.
@@ -171,6 +171,57 @@ struct PageModelArgs {
     device: String,
 }
 
+/// HNSW settings; given ones replace the index's own, and the graphs are rebuilt with them.
+#[derive(Args)]
+struct AnnArgs {
+    /// Vector storage in the HNSW graphs: f32, f16 (half the memory) or i8 (a quarter).
+    #[arg(long, value_parser = ["f32", "f16", "i8"])]
+    ann_storage: Option<String>,
+    /// Similarity: cosine or ip (inner product).
+    #[arg(long, value_parser = ["cosine", "ip"])]
+    ann_metric: Option<String>,
+    /// HNSW graph degree M (2-256; default 16).
+    #[arg(long)]
+    hnsw_m: Option<usize>,
+    /// HNSW ef_construction (default 128).
+    #[arg(long)]
+    ef_construction: Option<usize>,
+    /// HNSW ef_search stored with the index (default 128); `search --ef-search` overrides it
+    /// per run.
+    #[arg(long)]
+    ef_search: Option<usize>,
+}
+
+impl AnnArgs {
+    /// The index's options with the given ones replaced; `None` when none is given.
+    fn options(&self, current: Option<&Manifest>) -> Option<AnnOptions> {
+        let given = self.ann_storage.is_some()
+            || self.ann_metric.is_some()
+            || self.hnsw_m.is_some()
+            || self.ef_construction.is_some()
+            || self.ef_search.is_some();
+        if !given {
+            return None;
+        }
+        let mut o = current.map(|m| m.ann).unwrap_or_default();
+        match self.ann_storage.as_deref() {
+            Some("f16") => o.storage = AnnStorage::F16,
+            Some("i8") => o.storage = AnnStorage::I8,
+            Some(_) => o.storage = AnnStorage::F32,
+            None => {}
+        }
+        match self.ann_metric.as_deref() {
+            Some("ip") => o.metric = AnnMetric::InnerProduct,
+            Some(_) => o.metric = AnnMetric::Cosine,
+            None => {}
+        }
+        o.m = self.hnsw_m.unwrap_or(o.m);
+        o.ef_construction = self.ef_construction.unwrap_or(o.ef_construction);
+        o.ef_search = self.ef_search.unwrap_or(o.ef_search);
+        Some(o)
+    }
+}
+
 #[derive(Args)]
 struct IndexArgs {
     /// PDF files or directories.
@@ -194,6 +245,8 @@ struct IndexArgs {
     /// Page images are rendered at this resolution for the page embedders.
     #[arg(long, default_value_t = folio_indexer::render::RenderSettings::default().dpi)]
     render_dpi: f32,
+    #[command(flatten)]
+    ann: AnnArgs,
     #[command(flatten)]
     embedder: EmbedderArg,
     #[command(flatten)]
@@ -267,6 +320,9 @@ struct SearchArgs {
     /// A query image (PNG or JPEG), searched by the page-image routes.
     #[arg(long)]
     image: Option<PathBuf>,
+    /// HNSW ef_search for this search (default: the index's).
+    #[arg(long)]
+    ef_search: Option<usize>,
     /// Index directory.
     #[arg(long)]
     index: PathBuf,
@@ -493,6 +549,7 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
             dpi: args.render_dpi,
             ..Default::default()
         },
+        ann: args.ann.options(existing.as_ref()),
     };
     let text_source = source.dir.display().to_string();
     fn as_model(m: &Option<LoadedPageModel>) -> Option<(&dyn PageEmbedder, Option<&str>)> {
@@ -692,6 +749,9 @@ fn search(args: SearchArgs) -> Result<()> {
     }
     request.validate()?;
     let mut pipeline = open_pipeline(&args.index, args.embedder.embedder, &args.page_models)?;
+    if let Some(ef) = args.ef_search {
+        pipeline.store().set_ef_search(ef);
+    }
     attach_rerankers(&mut pipeline, &args.rerank.ranker, request.reranks())?;
     let response = pipeline.search(&request)?;
     if args.json {

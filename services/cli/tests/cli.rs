@@ -490,3 +490,63 @@ fn page_embedders_index_page_images_and_answer_image_queries() -> anyhow::Result
     assert!(String::from_utf8_lossy(&out.stderr).contains("two multi-vector page embedders"));
     Ok(())
 }
+
+#[test]
+fn hnsw_settings_are_recorded_and_changing_them_rebuilds_the_index() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let index = tmp.path().join("idx");
+    let sample = repo("datasets/samples/2305.03393v1-pg9.pdf");
+    let manifest = || -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(
+            index.join("MANIFEST.json"),
+        )?)?)
+    };
+    let out = folio(&[
+        "index",
+        s(&sample),
+        "--index",
+        s(&index),
+        "--ann-storage",
+        "f16",
+        "--ann-metric",
+        "ip",
+    ])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = manifest()?;
+    assert_eq!(m["ann"]["storage"], "f16");
+    assert_eq!(m["ann"]["metric"], "inner_product");
+    assert_eq!(m["ann"]["m"], 16);
+    // Same files, new graph degree: a new generation, the other settings kept.
+    let out = folio(&["index", s(&sample), "--index", s(&index), "--hnsw-m", "8"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = manifest()?;
+    assert_eq!(m["generation"], 2);
+    assert_eq!(m["ann"]["m"], 8);
+    assert_eq!(m["ann"]["storage"], "f16");
+    let out = folio(&[
+        "search",
+        "table structure recognition",
+        "--index",
+        s(&index),
+        "--ef-search",
+        "16",
+        "--json",
+    ])?;
+    let response: Value = serde_json::from_slice(&out.stdout)?;
+    assert!(
+        response["hits"][0]["routes"]["dense"].is_u64(),
+        "{response}"
+    );
+    // Nonsense settings are refused with the reason.
+    let out = folio(&["index", s(&sample), "--index", s(&index), "--hnsw-m", "1"])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("M must be between 2 and 256"));
+    Ok(())
+}

@@ -87,23 +87,60 @@ mod tests {
 
     #[test]
     fn hnsw_recall_at_10_against_the_exact_oracle() -> Result<(), crate::StoreError> {
+        use ann::{AnnMetric, AnnOptions, AnnStorage};
         let (n, dim) = (5_000, 64);
         let data = vectors(n, dim, 7);
         let tmp = tempfile::tempdir().map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
-        let path = tmp.path().join(ann::FILE);
-        ann::build(&path, dim, &data)?;
-        let hnsw = ann::AnnIndex::open(&path, dim)?;
-        let exact = ExactIndex::new(dim, data);
+        let exact = ExactIndex::new(dim, data.clone());
         let queries = vectors(100, dim, 99);
-        let mut found = 0;
-        for q in queries.chunks_exact(dim) {
-            let truth: Vec<PassageId> = exact.search(q, 10).into_iter().map(|h| h.0).collect();
-            let got = hnsw.search(q, 10)?;
-            found += got.iter().filter(|h| truth.contains(&h.0)).count();
+        // Every storage and metric, saved and reopened; i8 loses most, so it gets the lowest
+        // bar.
+        for (metric, storage, floor) in [
+            (AnnMetric::Cosine, AnnStorage::F32, 0.95),
+            (AnnMetric::InnerProduct, AnnStorage::F32, 0.95),
+            (AnnMetric::Cosine, AnnStorage::F16, 0.95),
+            (AnnMetric::Cosine, AnnStorage::I8, 0.9),
+        ] {
+            let options = AnnOptions {
+                metric,
+                storage,
+                ..AnnOptions::default()
+            };
+            let path = tmp.path().join(format!("{metric:?}-{storage:?}.usearch"));
+            ann::build(&path, &options, dim, &data)?;
+            let hnsw = ann::AnnIndex::open(&path, &options, dim)?;
+            assert_eq!(hnsw.len(), n);
+            let mut found = 0;
+            for q in queries.chunks_exact(dim) {
+                let truth: Vec<PassageId> = exact.search(q, 10).into_iter().map(|h| h.0).collect();
+                let got = hnsw.search(q, 10)?;
+                found += got.iter().filter(|h| truth.contains(&h.0)).count();
+                // Similarities are on the exact scale, whatever the storage.
+                let best = exact.search(q, 1)[0].1;
+                assert!((got[0].1 - best).abs() < 0.05, "{metric:?} {storage:?}");
+            }
+            let recall = found as f64 / 1000.0;
+            eprintln!("HNSW {metric:?} {storage:?} recall@10 vs exact: {recall}");
+            assert!(
+                recall >= floor,
+                "{metric:?} {storage:?}: recall@10 {recall}"
+            );
         }
-        let recall = found as f64 / 1000.0;
-        eprintln!("HNSW recall@10 vs exact: {recall}");
-        assert!(recall >= 0.95, "recall@10 {recall}");
+        // A filter keeps only the rows it accepts.
+        let options = AnnOptions::default();
+        let hnsw = ann::AnnIndex::build(&options, dim, &data)?;
+        let even = hnsw.filtered_search(&queries[..dim], 10, |key| key % 2 == 0)?;
+        assert_eq!(even.len(), 10);
+        assert!(even.iter().all(|(key, _)| key % 2 == 0));
+        for bad in [
+            AnnOptions { m: 1, ..options },
+            AnnOptions {
+                ef_search: 0,
+                ..options
+            },
+        ] {
+            assert!(ann::AnnIndex::build(&bad, dim, &data).is_err());
+        }
         Ok(())
     }
 }

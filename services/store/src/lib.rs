@@ -39,12 +39,12 @@ use folio_core::{DocId, Document, PageKey, Passage, PassageId};
 use thiserror::Error;
 use tracing::info;
 
+pub use ann::{AnnIndex, AnnMetric, AnnOptions, AnnStorage};
 pub use exact::ExactIndex;
 pub use late::{LateIndex, TokenMatrix, maxsim};
 pub use manifest::{FORMAT_VERSION, Manifest, RouteModel};
 pub use writer::{CommitOutcome, IndexModels, PageEmbeddings, StoreWriter};
 
-use ann::AnnIndex;
 use bm25::Bm25Index;
 use page::PageIndex;
 
@@ -142,7 +142,11 @@ impl Store {
         let gen_dir = manifest.generation_dir(dir);
         let data = writer::GenerationData::read(&gen_dir, &manifest, false)?;
         let bm25 = Bm25Index::open(&gen_dir.join(bm25::DIR))?;
-        let ann = AnnIndex::open(&gen_dir.join(ann::FILE), manifest.embedder.dim)?;
+        let ann = AnnIndex::open(
+            &gen_dir.join(ann::FILE),
+            &manifest.ann,
+            manifest.embedder.dim,
+        )?;
         if ann.len() != data.passages.len() {
             return Err(StoreError::Corrupt {
                 path: gen_dir.join(ann::FILE),
@@ -152,6 +156,7 @@ impl Store {
         let page = match &manifest.page {
             Some(m) => Some(PageIndex::open(
                 &gen_dir.join(page::DIR),
+                &manifest.ann,
                 m.embedder.dim,
                 manifest.page_vectors,
             )?),
@@ -246,6 +251,15 @@ impl Store {
     /// BM25 over passage text: the top `k` passages with their scores, best first.
     pub fn bm25_search(&self, query: &str, k: usize) -> Result<Vec<(PassageId, f32)>, StoreError> {
         self.bm25.search(query, k)
+    }
+
+    /// Changes ef_search of the passage and page HNSW indexes for the following searches
+    /// (the manifest's value applies until then).
+    pub fn set_ef_search(&self, ef: usize) {
+        self.ann.set_ef_search(ef);
+        if let Some(p) = &self.page {
+            p.ann().set_ef_search(ef);
+        }
     }
 
     /// Nearest passages to an L2-normalised vector by cosine similarity, best first.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use folio_core::EmbedderInfo;
 use serde::{Deserialize, Serialize};
 
+use crate::ann::AnnOptions;
 use crate::{StoreError, fsio, io_err};
 
 /// On-disk format version this build reads and writes.
@@ -62,6 +63,9 @@ pub struct Manifest {
     /// Pages with late-interaction token vectors.
     #[serde(default)]
     pub late_pages: usize,
+    /// HNSW settings of the passage and page indexes.
+    #[serde(default)]
+    pub ann: AnnOptions,
 }
 
 impl Manifest {

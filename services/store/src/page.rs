@@ -12,7 +12,7 @@ use std::path::Path;
 
 use folio_core::PageKey;
 
-use crate::ann::{self, AnnIndex};
+use crate::ann::{self, AnnIndex, AnnOptions};
 use crate::{StoreError, fsio, io_err};
 
 pub(crate) const DIR: &str = "page";
@@ -23,6 +23,7 @@ const VECTORS: &str = "vectors.f32";
 /// vector of `keys[i]`.
 pub(crate) fn build(
     dir: &Path,
+    options: &AnnOptions,
     dim: usize,
     keys: &[PageKey],
     vectors: &[f32],
@@ -37,7 +38,7 @@ pub(crate) fn build(
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     fsio::write_jsonl(&dir.join(KEYS), keys)?;
     fsio::write_f32(&dir.join(VECTORS), vectors)?;
-    ann::build(&dir.join(ann::FILE), dim, vectors)
+    ann::build(&dir.join(ann::FILE), options, dim, vectors)
 }
 
 /// Reads the rows back: the page keys and their vectors (what the writer carries into the
@@ -56,11 +57,16 @@ pub(crate) struct PageIndex {
 
 impl PageIndex {
     /// Opens the route in `dir`, which must hold `rows` vectors of width `dim`.
-    pub(crate) fn open(dir: &Path, dim: usize, rows: usize) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        dir: &Path,
+        options: &AnnOptions,
+        dim: usize,
+        rows: usize,
+    ) -> Result<Self, StoreError> {
         let keys_path = dir.join(KEYS);
         let keys: Vec<PageKey> = fsio::read_jsonl(&keys_path)?;
         let ann_path = dir.join(ann::FILE);
-        let ann = AnnIndex::open(&ann_path, dim)?;
+        let ann = AnnIndex::open(&ann_path, options, dim)?;
         for (path, found) in [(keys_path, keys.len()), (ann_path, ann.len())] {
             if found != rows {
                 return Err(StoreError::Corrupt {
@@ -70,6 +76,11 @@ impl PageIndex {
             }
         }
         Ok(PageIndex { keys, ann })
+    }
+
+    /// The route's HNSW index.
+    pub(crate) fn ann(&self) -> &AnnIndex {
+        &self.ann
     }
 
     /// Nearest pages to an L2-normalised vector by cosine similarity, best first.

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use folio_core::{DocId, Document, EmbedderInfo, Page, PageKey, Passage};
 use tracing::{info, warn};
 
+use crate::ann::{self, AnnOptions};
 use crate::late::{self, LateIndex, TokenMatrix};
 use crate::manifest::{self, Manifest, RouteModel};
-use crate::{StoreError, ann, bm25, fsio, io_err, page};
+use crate::{StoreError, bm25, fsio, io_err, page};
 
 const DOCUMENTS: &str = "documents.json";
 const PAGES: &str = "pages.jsonl";
@@ -90,7 +91,12 @@ impl GenerationData {
 
     /// Writes the canonical files and builds BM25 and the ANN indexes in the new directory
     /// `dir`.
-    fn write(&self, dir: &Path, models: &IndexModels) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        dir: &Path,
+        models: &IndexModels,
+        options: &AnnOptions,
+    ) -> Result<(), StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let docs = serde_json::to_vec_pretty(&self.documents)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -101,12 +107,14 @@ impl GenerationData {
         bm25::build(&dir.join(bm25::DIR), &self.passages)?;
         ann::build(
             &dir.join(ann::FILE),
+            options,
             models.text.embedder.dim,
             &self.vectors,
         )?;
         if let Some(m) = &models.page {
             page::build(
                 &dir.join(page::DIR),
+                options,
                 m.embedder.dim,
                 &self.page_keys,
                 &self.page_vectors,
@@ -245,6 +253,7 @@ pub struct StoreWriter {
     _lock: File,
     base: Option<Manifest>,
     models: IndexModels,
+    ann: AnnOptions,
     docs: BTreeMap<DocId, DocEntry>,
     dirty: bool,
 }
@@ -294,11 +303,28 @@ impl StoreWriter {
         Ok(StoreWriter {
             dir: dir.to_path_buf(),
             _lock: lock,
+            ann: base.as_ref().map(|m| m.ann).unwrap_or_default(),
             base,
             models,
             docs,
             dirty: false,
         })
+    }
+
+    /// The HNSW settings the next generation is built with (the index's own, by default).
+    pub fn ann_options(&self) -> &AnnOptions {
+        &self.ann
+    }
+
+    /// Builds the next generation's HNSW indexes with `options`; a change alone is enough
+    /// for the commit to publish a new generation.
+    pub fn set_ann_options(&mut self, options: AnnOptions) -> Result<(), StoreError> {
+        options.validate()?;
+        if options != self.ann {
+            self.ann = options;
+            self.dirty = true;
+        }
+        Ok(())
     }
 
     /// The models this writer builds with.
@@ -477,7 +503,7 @@ impl StoreWriter {
                 data.vectors.extend(v);
             }
         }
-        data.write(&gen_dir, &self.models)?;
+        data.write(&gen_dir, &self.models, &self.ann)?;
         let manifest = Manifest {
             format_version: manifest::FORMAT_VERSION,
             generation,
@@ -490,6 +516,7 @@ impl StoreWriter {
             late: self.models.late,
             page_vectors: data.page_keys.len(),
             late_pages: data.late_keys.len(),
+            ann: self.ann,
         };
         manifest.publish(&self.dir)?;
         info!(
