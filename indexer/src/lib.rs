@@ -20,8 +20,8 @@ use folio_core::{
     PageKey, Passage,
 };
 use folio_store::{
-    AnnOptions, CommitOutcome, IndexModels, PageEmbeddings, RouteModel, StoreError, StoreWriter,
-    TokenMatrix,
+    AnnOptions, CommitOutcome, IndexModels, PageEmbeddings, PageImageKind, RouteModel, StoreError,
+    StoreWriter, TokenMatrix,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,13 @@ pub struct FileReport {
     /// What went wrong without failing the file (pages without a page image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// Pages without a text layer (scans, pictures): indexed, found by the page routes only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pages_without_text: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The report of one indexing run; `files` is the `--report` JSON.
@@ -82,10 +89,10 @@ pub struct IndexReport {
     pub pages_indexed: u64,
     /// Passages embedded in this run.
     pub passages_indexed: u64,
-    /// Page images rendered and embedded in this run.
+    /// Page images rendered (then stored and/or embedded) in this run.
     #[serde(default)]
     pub page_images: u64,
-    /// Seconds spent rendering and embedding page images.
+    /// Seconds spent rendering, storing and embedding page images.
     #[serde(default)]
     pub page_image_seconds: f64,
 }
@@ -111,6 +118,8 @@ pub struct IndexSettings {
     /// HNSW settings to rebuild the index with; `None` keeps the index's own (defaults for a
     /// new index).
     pub ann: Option<AnnOptions>,
+    /// Store each page's image and thumbnail next to the index (PDFs and page images).
+    pub page_images: bool,
 }
 
 impl Default for IndexSettings {
@@ -121,6 +130,7 @@ impl Default for IndexSettings {
             progress: true,
             render: render::RenderSettings::default(),
             ann: None,
+            page_images: true,
         }
     }
 }
@@ -194,6 +204,7 @@ pub fn collect_pdfs(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileReport>) {
                 pages: None,
                 reason: Some("no such file or directory".into()),
                 warning: None,
+                pages_without_text: 0,
             });
         }
     }
@@ -435,6 +446,7 @@ impl<'a> Run<'a> {
             pages,
             reason,
             warning: None,
+            pages_without_text: 0,
         };
         if let Some(doc) = self.writer.find_by_hash(&source.content_hash) {
             return report(FileStatus::Unchanged, Some(doc.pages), None);
@@ -445,6 +457,7 @@ impl<'a> Run<'a> {
         };
         let doc_id = DocId::from_content_hash(&source.content_hash);
         let n_pages = u32::try_from(page_texts.len()).unwrap_or(u32::MAX);
+        let pages_without_text = page_texts.iter().filter(|t| t.trim().is_empty()).count() as u32;
         let mut pages = Vec::with_capacity(page_texts.len());
         let mut passages = Vec::new();
         for (i, text) in page_texts.into_iter().enumerate() {
@@ -474,9 +487,10 @@ impl<'a> Run<'a> {
             Ok(v) => v,
             Err(reason) => return report(FileStatus::Failed, Some(n_pages), Some(reason)),
         };
+        let wants_pictures = self.models.has_page_models() || self.settings.page_images;
         let (page_embeddings, warning) = match source.pictures {
-            Some(pictures) if self.models.has_page_models() => {
-                match self.page_embeddings(pictures, n_pages, &short) {
+            Some(pictures) if wants_pictures => {
+                match self.page_pictures(&doc_id, pictures, n_pages, &short) {
                     Ok(done) => done,
                     Err(reason) => return report(FileStatus::Failed, Some(n_pages), Some(reason)),
                 }
@@ -508,50 +522,62 @@ impl<'a> Run<'a> {
         }
         FileReport {
             warning,
+            pages_without_text,
             ..report(FileStatus::Indexed, Some(n_pages), None)
         }
     }
 
-    /// The page embeddings of a document's pictures: the rendered pages of a PDF, or one
-    /// image. Pages that yield no image get no page embedding and are named in the warning;
-    /// a model error fails the document.
-    fn page_embeddings(
+    /// Handles a document's pictures (the rendered pages of a PDF, or one image): stores
+    /// each page's image and thumbnail when the settings ask for them, and embeds them with
+    /// the page models. Pages that yield no image are named in the warning; a model error
+    /// fails the document.
+    fn page_pictures(
         &mut self,
+        doc_id: &DocId,
         pictures: Pictures<'_>,
         n_pages: u32,
         short: &str,
     ) -> Result<(PageEmbeddings, Option<String>), String> {
         let mut out = PageEmbeddings::default();
+        let mut failed: Vec<String> = Vec::new();
         match pictures {
             Pictures::Pdf(pdf) => {
-                let warning = self.embed_rendered_pages(pdf, n_pages, short, &mut out)?;
-                Ok((out, warning))
+                self.rendered_pages(doc_id, pdf, n_pages, short, &mut out, &mut failed)?;
             }
             Pictures::Image(bytes) => match render::decode_image(bytes) {
-                Ok(img) => {
-                    self.embed_chunk(&[1], &[page_image(img)], &mut out)?;
-                    Ok((out, None))
-                }
-                Err(e) => Ok((out, Some(format!("no page image: {e}")))),
+                Ok(img) => self.take_pictures(doc_id, vec![(1, img)], &mut out, &mut failed)?,
+                Err(e) => failed.push(format!("page 1: {e}")),
             },
         }
+        let warning = match failed.as_slice() {
+            [] => None,
+            [only] => Some(format!("1 page has no page image: {only}")),
+            [first, ..] => Some(format!(
+                "{} pages have no page image; first: {first}",
+                failed.len()
+            )),
+        };
+        Ok((out, warning))
     }
 
-    /// Renders the pages of a PDF and embeds them, [`PAGE_CHUNK`] pages at a time; returns
-    /// the warning naming the pages that did not render.
-    fn embed_rendered_pages(
+    /// Renders the pages of a PDF, [`PAGE_CHUNK`] at a time, and takes them.
+    fn rendered_pages(
         &mut self,
+        doc_id: &DocId,
         pdf: &[u8],
         n_pages: u32,
         short: &str,
         out: &mut PageEmbeddings,
-    ) -> Result<Option<String>, String> {
+        failed: &mut Vec<String>,
+    ) -> Result<(), String> {
         let mut renderer = match render::PageRenderer::open(pdf) {
             Ok(r) => r,
-            Err(e) => return Ok(Some(format!("no page images: {e}"))),
+            Err(e) => {
+                failed.push(format!("pages 1-{n_pages}: {e}"));
+                return Ok(());
+            }
         };
         let wanted = (n_pages as usize).min(renderer.page_count());
-        let mut failed: Vec<String> = Vec::new();
         if renderer.page_count() < n_pages as usize {
             failed.push(format!(
                 "pages {}-{n_pages}: the renderer finds only {} pages",
@@ -562,36 +588,72 @@ impl<'a> Run<'a> {
         let mut start = 0;
         while start < wanted {
             let end = (start + PAGE_CHUNK).min(wanted);
-            let mut numbers = Vec::with_capacity(end - start);
-            let mut images = Vec::with_capacity(end - start);
+            let mut pages = Vec::with_capacity(end - start);
             let rendered = renderer.render_range(start..end, &self.settings.render);
             for (i, result) in rendered.into_iter().enumerate() {
                 let page = (start + i + 1) as u32;
                 match result {
-                    Ok(img) => {
-                        numbers.push(page);
-                        images.push(page_image(img));
-                    }
+                    Ok(img) => pages.push((page, img)),
                     Err(e) => failed.push(format!("page {page}: {e}")),
                 }
             }
-            self.embed_chunk(&numbers, &images, out)?;
+            self.take_pictures(doc_id, pages, out, failed)?;
             let rate = self.report.page_images as f64 / self.report.page_image_seconds.max(1e-9);
             self.bar.set_message(format!(
                 "{short}: page images {end}/{wanted} ({rate:.2} pages/s)"
             ));
             start = end;
         }
-        Ok(match failed.as_slice() {
-            [] => None,
-            [only] => Some(format!("1 page has no page image: {only}")),
-            [first, ..] => Some(format!(
-                "{} pages have no page image; first: {first}",
-                failed.len()
-            )),
-        })
+        Ok(())
     }
 
+    /// Stores (when asked) and embeds (with each page model) the images of `pages`.
+    fn take_pictures(
+        &mut self,
+        doc_id: &DocId,
+        pages: Vec<(u32, image::RgbImage)>,
+        out: &mut PageEmbeddings,
+        failed: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let taken = pages.len() as u64;
+        if self.settings.page_images {
+            for (page, img) in &pages {
+                let key = PageKey {
+                    doc_id: doc_id.clone(),
+                    page: *page,
+                };
+                if let Err(e) = self.store_page_image(&key, img) {
+                    failed.push(format!("page {page}: not stored: {e}"));
+                }
+            }
+        }
+        if self.models.has_page_models() {
+            let (numbers, images): (Vec<u32>, Vec<PageImage>) = pages
+                .into_iter()
+                .map(|(page, img)| (page, page_image(img)))
+                .unzip();
+            self.embed_chunk(&numbers, &images, out)?;
+        }
+        self.report.page_images += taken;
+        self.report.page_image_seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Writes a page's PNG and thumbnail next to the index.
+    fn store_page_image(&self, key: &PageKey, img: &image::RgbImage) -> Result<(), String> {
+        let thumb = render::thumbnail(img, self.settings.render.thumbnail_max_side);
+        for (kind, img) in [
+            (PageImageKind::Page, img),
+            (PageImageKind::Thumbnail, &thumb),
+        ] {
+            let png = render::encode_png(img).map_err(|e| e.to_string())?;
+            self.writer
+                .put_page_image(key, kind, &png)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
     /// Embeds `images` (pages `numbers`) with each page model into `out`.
     fn embed_chunk(
         &mut self,
@@ -599,7 +661,6 @@ impl<'a> Run<'a> {
         images: &[PageImage],
         out: &mut PageEmbeddings,
     ) -> Result<(), String> {
-        let started = Instant::now();
         if let Some((model, _)) = self.models.page {
             for (page, e) in numbers.iter().zip(embed_images(model, images)?) {
                 match e {
@@ -626,8 +687,6 @@ impl<'a> Run<'a> {
                 out.tokens.push((*page, matrix));
             }
         }
-        self.report.page_images += images.len() as u64;
-        self.report.page_image_seconds += started.elapsed().as_secs_f64();
         Ok(())
     }
 }
@@ -701,6 +760,7 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
         pages: None,
         reason: Some(reason),
         warning: None,
+        pages_without_text: 0,
     };
     let size = match std::fs::metadata(path) {
         Ok(m) => m.len(),
@@ -816,6 +876,7 @@ mod tests {
                 pages: Some(3),
                 reason: None,
                 warning: None,
+                pages_without_text: 0,
             }],
             generation: None,
             seconds: 1.0,

@@ -17,7 +17,7 @@ use folio_indexer::{Embedders, FileStatus, IndexSettings, collect_pdfs, index_fi
 use folio_models::qwen2_vl::embed::{VlEmbedder, VlHead, VlOptions};
 use folio_models::qwen2_vl::image::PixelBounds;
 use folio_search::{Pipeline, SearchRequest};
-use folio_store::{Store, TokenMatrix, maxsim};
+use folio_store::{PageImageKind, Store, TokenMatrix, maxsim};
 
 fn fixture(name: &str) -> PathBuf {
     repo_root()
@@ -88,6 +88,26 @@ fn sample_pages_are_searchable_by_image_and_text_through_both_page_routes() -> a
     let pages = store.manifest().pages;
     assert_eq!(store.manifest().page_vectors, pages);
     assert_eq!(store.manifest().late_pages, pages);
+
+    // Every page's image and thumbnail are stored next to the index.
+    for doc in store.documents().values() {
+        for page in 1..=doc.pages {
+            let key = folio_core::PageKey {
+                doc_id: doc.doc_id.clone(),
+                page,
+            };
+            let read = |kind| -> anyhow::Result<image::RgbImage> {
+                let path = store
+                    .page_image(&key, kind)
+                    .ok_or_else(|| anyhow::anyhow!("no {kind:?} image for {key}"))?;
+                Ok(render::decode_image(&std::fs::read(path)?)?)
+            };
+            let full = read(PageImageKind::Page)?;
+            let thumb = read(PageImageKind::Thumbnail)?;
+            assert!(full.width().max(full.height()) > 256, "{key}");
+            assert_eq!(thumb.width().max(thumb.height()), 256, "{key}");
+        }
+    }
 
     // The stored page vector is the model's vector of the rendered page: searching with it
     // finds that page with cosine 1.

@@ -242,9 +242,13 @@ struct IndexArgs {
     /// Refuse files larger than this many bytes.
     #[arg(long, default_value_t = folio_indexer::DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: u64,
-    /// Page images are rendered at this resolution for the page embedders.
+    /// Pages are rendered at this resolution (stored page images, page embedders).
     #[arg(long, default_value_t = folio_indexer::render::RenderSettings::default().dpi)]
     render_dpi: f32,
+    /// Do not store page images and thumbnails next to the index (pages are then rendered
+    /// only for page embedders).
+    #[arg(long)]
+    no_page_images: bool,
     #[command(flatten)]
     ann: AnnArgs,
     #[command(flatten)]
@@ -550,6 +554,7 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
             ..Default::default()
         },
         ann: args.ann.options(existing.as_ref()),
+        page_images: !args.no_page_images,
     };
     let text_source = source.dir.display().to_string();
     fn as_model(m: &Option<LoadedPageModel>) -> Option<(&dyn PageEmbedder, Option<&str>)> {

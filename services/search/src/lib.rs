@@ -185,6 +185,16 @@ pub struct PassageSpan {
     pub char_end: u32,
 }
 
+/// Whether a page has extractable text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextLayer {
+    /// The page has text: the text routes can find it, and it has a snippet.
+    Text,
+    /// No text (a scan, a picture): only the page-image routes can find it.
+    None,
+}
+
 /// One result page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
@@ -196,6 +206,8 @@ pub struct SearchHit {
     pub page: u32,
     /// A window of the best passage around the query terms.
     pub snippet: String,
+    /// Whether the page has text (`none`: a scanned page, found by its image).
+    pub text_layer: TextLayer,
     /// Fused score.
     pub score: f64,
     /// 1-based rank of this page in each route that returned it.
@@ -626,6 +638,10 @@ impl Pipeline {
                 .unwrap_or_default(),
             page: h.page.page,
             snippet: passage.map(|p| snippet(&p.text, query)).unwrap_or_default(),
+            text_layer: match self.store.first_passage(&h.page) {
+                Some(_) => TextLayer::Text,
+                None => TextLayer::None,
+            },
             score: h.score,
             routes: h.ranks.clone(),
             passage: passage.map(|p| PassageSpan {

@@ -8,7 +8,7 @@ use folio_core::testing::{HashEmbedder, PixelEmbedder};
 use folio_core::{
     DocId, Document, Embedder, EmbeddingKind, Page, PageEmbedder, PageImage, PageKey, Passage,
 };
-use folio_search::{Pipeline, SearchError, SearchRequest};
+use folio_search::{Pipeline, SearchError, SearchRequest, TextLayer};
 use folio_store::{IndexModels, PageEmbeddings, RouteModel, Store, StoreWriter, TokenMatrix};
 use image::{ImageEncoder, codecs::png::PngEncoder};
 
@@ -48,7 +48,8 @@ struct Fixture {
     multi: Arc<PixelEmbedder>,
 }
 
-/// Two documents of three pages, each page with its own picture (shades 0, 40, ..., 200).
+/// Two documents of three pages, each page with its own picture (shades 0, 40, ..., 200);
+/// page 3 of the second document has no text (a scan).
 fn fixture() -> anyhow::Result<Fixture> {
     let tmp = tempfile::tempdir()?;
     let text = Arc::new(HashEmbedder::new(16));
@@ -75,15 +76,22 @@ fn fixture() -> anyhow::Result<Fixture> {
                 doc_id: doc_id.clone(),
                 page: p,
             };
-            let body = format!("report {d} section {p} about rainfall and harvests");
-            passages.push(Passage {
-                id: 0,
-                page: key.clone(),
-                char_start: 0,
-                char_end: body.len() as u32,
-                text: body.clone(),
-            });
-            vectors.push(text.embed(&body));
+            let scan = d == 1 && p == 3;
+            let body = if scan {
+                String::new()
+            } else {
+                format!("report {d} section {p} about rainfall and harvests")
+            };
+            if !scan {
+                passages.push(Passage {
+                    id: 0,
+                    page: key.clone(),
+                    char_start: 0,
+                    char_end: body.len() as u32,
+                    text: body.clone(),
+                });
+                vectors.push(text.embed(&body));
+            }
             pages.push(Page { key, text: body });
             images.push(picture(d * 120 + (p as u8 - 1) * 40));
         }
@@ -146,6 +154,16 @@ fn an_image_query_finds_its_page_through_both_page_routes() -> anyhow::Result<()
         "report 1 section 2 about rainfall and harvests"
     );
     assert_eq!(top.passage.as_ref().map(|s| s.char_start), Some(0));
+    assert_eq!(top.text_layer, TextLayer::Text);
+
+    // The scanned page (shade 200) is found by its image alone, flagged as such.
+    request.image = Some(png(&picture(200))?);
+    let response = p.search(&request)?;
+    let top = &response.hits[0];
+    assert_eq!((top.doc_id.as_str(), top.page), ("doc1", 3), "{response:?}");
+    assert_eq!(top.text_layer, TextLayer::None);
+    assert_eq!(top.snippet, "");
+    assert!(top.passage.is_none());
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! - `POST /v1/search` with `{"query": "...", "k": 10}` answers the same hits as
 //!   `folio search --json`. An `"image"` field (a PNG or JPEG, base64) makes it an image
 //!   query, alone or with text, for the page-image routes.
+//! - `GET /v1/documents/{doc_id}/pages/{page}/image` and `.../thumbnail` answer the stored
+//!   PNG of a page (`folio index` keeps them unless `--no-page-images`).
 //! - `GET /healthz` answers `{"status": "ok"}` with the open index's size.
 //!
 //! Every error is JSON, `{"error": {"code", "message"}}`, with a status that says whose fault
@@ -13,11 +15,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Json, State};
+use axum::extract::{DefaultBodyLimit, Json, Path, State};
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use folio_core::{DocId, PageKey};
 use folio_search::{Pipeline, SearchError, SearchRequest, SearchResponse};
+use folio_store::PageImageKind;
 use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
@@ -125,6 +130,10 @@ pub fn app(pipeline: Arc<Pipeline>) -> Router {
     Router::new()
         .route("/v1/search", post(search))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route(
+            "/v1/documents/{doc_id}/pages/{page}/{kind}",
+            get(page_image),
+        )
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -173,6 +182,54 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
             .map(String::from)
             .collect(),
     })
+}
+
+/// A stored page image or thumbnail, as PNG.
+async fn page_image(
+    State(state): State<AppState>,
+    Path((doc_id, page, kind)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let missing = |message: String| ApiError::NoRoute {
+        status: StatusCode::NOT_FOUND,
+        message,
+    };
+    let kind = match kind.as_str() {
+        "image" => PageImageKind::Page,
+        "thumbnail" => PageImageKind::Thumbnail,
+        other => {
+            return Err(missing(format!(
+                "no page resource {other:?}; use image or thumbnail"
+            )));
+        }
+    };
+    let page: u32 = page
+        .parse()
+        .map_err(|_| missing(format!("page {page:?} is not a page number")))?;
+    let store = state.pipeline.store();
+    let doc = store
+        .document(&DocId(doc_id.clone()))
+        .ok_or_else(|| missing(format!("no document {doc_id} in this index")))?;
+    if page == 0 || page > doc.pages {
+        return Err(missing(format!(
+            "document {doc_id} has pages 1 to {}, not {page}",
+            doc.pages
+        )));
+    }
+    let key = PageKey {
+        doc_id: doc.doc_id.clone(),
+        page,
+    };
+    let path = store.page_image(&key, kind).ok_or_else(|| {
+        missing(format!(
+            "no stored image for page {page} of {doc_id} (indexed with --no-page-images, or \
+             the page did not render)"
+        ))
+    })?;
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
+        .await
+        .map_err(|e| ApiError::Internal(format!("image read task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("reading a page image: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
 }
 
 async fn not_found() -> ApiError {

@@ -10,7 +10,7 @@ use folio_core::{
     Reranked, Reranker,
 };
 use folio_search::Pipeline;
-use folio_store::{Store, StoreWriter};
+use folio_store::{PageImageKind, Store, StoreWriter};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -54,6 +54,12 @@ fn build_index(dir: &std::path::Path) -> anyhow::Result<Pipeline> {
         bytes: 1,
     };
     writer.put_document(doc, pages, passages, vectors)?;
+    let first = PageKey {
+        doc_id: DocId("00000000000000aa".into()),
+        page: 1,
+    };
+    writer.put_page_image(&first, PageImageKind::Page, b"\x89PNG page one")?;
+    writer.put_page_image(&first, PageImageKind::Thumbnail, b"\x89PNG thumb")?;
     writer.commit()?;
     let embedder: Arc<dyn Embedder> = Arc::new(embedder);
     Ok(Pipeline::new(Arc::new(Store::open(dir)?), Some(embedder))?)
@@ -275,5 +281,59 @@ async fn rerank_stage_reorders_reports_and_degrades() -> anyhow::Result<()> {
         health["rerankers"],
         serde_json::json!(["none", "reverse", "slow"])
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn stored_page_images_are_served_and_missing_ones_are_json_404s() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let app = folio_server::app(Arc::new(build_index(tmp.path())?));
+    let get = |uri: &str| Request::get(uri).body(Body::empty());
+    for (uri, body) in [
+        (
+            "/v1/documents/00000000000000aa/pages/1/image",
+            &b"\x89PNG page one"[..],
+        ),
+        (
+            "/v1/documents/00000000000000aa/pages/1/thumbnail",
+            &b"\x89PNG thumb"[..],
+        ),
+    ] {
+        let response = app.clone().oneshot(get(uri)?).await?;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
+            Some(&b"image/png"[..])
+        );
+        assert_eq!(&response.into_body().collect().await?.to_bytes()[..], body);
+    }
+    for (uri, needle) in [
+        (
+            "/v1/documents/00000000000000aa/pages/2/image",
+            "no stored image",
+        ),
+        (
+            "/v1/documents/00000000000000aa/pages/4/image",
+            "pages 1 to 3",
+        ),
+        (
+            "/v1/documents/00000000000000aa/pages/x/image",
+            "not a page number",
+        ),
+        (
+            "/v1/documents/00000000000000aa/pages/1/pdf",
+            "image or thumbnail",
+        ),
+        ("/v1/documents/ffff/pages/1/image", "no document ffff"),
+    ] {
+        let (status, v) = call(app.clone(), get(uri)?).await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {v}");
+        assert_eq!(error_code(&v), "not_found");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{uri}: {message}");
+    }
     Ok(())
 }

@@ -13,6 +13,7 @@
 //!                    ann.usearch      HNSW over the passage embeddings
 //!                    page/            page-image vectors and their HNSW (page route)
 //!                    late/            page-image token vectors, f16 (late interaction)
+//! <index>/images/<doc_id>/<page>.png, <page>.thumb.png   page images, shared by generations
 //! ```
 //!
 //! The canonical data are the JSON files and the vector files; BM25 and the HNSW indexes are
@@ -27,6 +28,7 @@ mod ann;
 mod bm25;
 mod exact;
 mod fsio;
+mod images;
 mod late;
 mod manifest;
 mod page;
@@ -41,6 +43,7 @@ use tracing::info;
 
 pub use ann::{AnnIndex, AnnMetric, AnnOptions, AnnStorage};
 pub use exact::ExactIndex;
+pub use images::{PageImageKind, page_image_path};
 pub use late::{LateIndex, TokenMatrix, maxsim};
 pub use manifest::{FORMAT_VERSION, Manifest, RouteModel};
 pub use writer::{CommitOutcome, IndexModels, PageEmbeddings, StoreWriter};
@@ -234,6 +237,11 @@ impl Store {
     /// One passage.
     pub fn passage(&self, id: PassageId) -> Option<&Passage> {
         usize::try_from(id).ok().and_then(|i| self.passages.get(i))
+    }
+
+    /// The stored image of a page, if the index has one (see [`page_image_path`]).
+    pub fn page_image(&self, key: &PageKey, kind: PageImageKind) -> Option<PathBuf> {
+        page_image_path(&self.dir, key, kind).filter(|p| p.is_file())
     }
 
     /// The first passage of a page, if it has text.

@@ -1,6 +1,6 @@
 //! Writing generations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use folio_core::{DocId, Document, EmbedderInfo, Page, PageKey, Passage};
 use tracing::{info, warn};
 
 use crate::ann::{self, AnnOptions};
+use crate::images::{self, PageImageKind};
 use crate::late::{self, LateIndex, TokenMatrix};
 use crate::manifest::{self, Manifest, RouteModel};
 use crate::{StoreError, bm25, fsio, io_err, page};
@@ -255,6 +256,8 @@ pub struct StoreWriter {
     models: IndexModels,
     ann: AnnOptions,
     docs: BTreeMap<DocId, DocEntry>,
+    /// Documents of the generation this writer started from (their page images stay).
+    base_docs: BTreeSet<DocId>,
     dirty: bool,
 }
 
@@ -306,6 +309,7 @@ impl StoreWriter {
             ann: base.as_ref().map(|m| m.ann).unwrap_or_default(),
             base,
             models,
+            base_docs: docs.keys().cloned().collect(),
             docs,
             dirty: false,
         })
@@ -449,6 +453,18 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// Stores one image of a page (PNG bytes) next to the index, at once: images are shared
+    /// by generations (see [`crate::page_image_path`]). Images of documents that do not make
+    /// it into a generation are removed by a later commit.
+    pub fn put_page_image(
+        &self,
+        key: &PageKey,
+        kind: PageImageKind,
+        png: &[u8],
+    ) -> Result<(), StoreError> {
+        images::write(&self.dir, key, kind, png)
+    }
+
     /// Removes a document; returns whether it was there.
     pub fn remove(&mut self, id: &DocId) -> bool {
         let removed = self.docs.remove(id).is_some();
@@ -504,6 +520,12 @@ impl StoreWriter {
             }
         }
         data.write(&gen_dir, &self.models, &self.ann)?;
+        let keep: BTreeSet<&DocId> = data
+            .documents
+            .iter()
+            .map(|d| &d.doc_id)
+            .chain(&self.base_docs)
+            .collect();
         let manifest = Manifest {
             format_version: manifest::FORMAT_VERSION,
             generation,
@@ -528,6 +550,7 @@ impl StoreWriter {
             "published generation"
         );
         collect_garbage(&self.dir, generation);
+        images::collect_garbage(&self.dir, &keep);
         Ok(CommitOutcome::Published { generation })
     }
 }

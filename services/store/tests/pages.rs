@@ -239,3 +239,48 @@ fn page_embeddings_that_do_not_fit_are_refused() -> anyhow::Result<()> {
     assert!(store.page_search(&axis(0), 1).is_err());
     Ok(())
 }
+
+#[test]
+fn page_images_are_kept_while_a_generation_holds_their_document() -> anyhow::Result<()> {
+    use folio_store::PageImageKind::{Page as Full, Thumbnail};
+    let tmp = tempfile::tempdir()?;
+    let text = HashEmbedder::new(16);
+    let mut w = StoreWriter::open_with(tmp.path(), models(&text))?;
+    put(&mut w, &text, "aaaa", 2, 0)?;
+    w.put_page_image(&key("aaaa", 1), Full, b"png-1")?;
+    w.put_page_image(&key("aaaa", 1), Thumbnail, b"thumb-1")?;
+    // An image of a document that never makes it into a generation.
+    w.put_page_image(&key("zzzz", 1), Full, b"orphan")?;
+    // A document id that cannot name a directory is refused.
+    assert!(w.put_page_image(&key("../x", 1), Full, b"x").is_err());
+    w.commit()?;
+    let store = Store::open(tmp.path())?;
+    let path = store.page_image(&key("aaaa", 1), Full);
+    assert_eq!(
+        path.map(std::fs::read).transpose()?,
+        Some(b"png-1".to_vec())
+    );
+    let thumb = store.page_image(&key("aaaa", 1), Thumbnail);
+    assert_eq!(
+        thumb.map(std::fs::read).transpose()?,
+        Some(b"thumb-1".to_vec())
+    );
+    assert!(store.page_image(&key("aaaa", 2), Full).is_none());
+    assert!(
+        store.page_image(&key("zzzz", 1), Full).is_none(),
+        "orphans are removed"
+    );
+
+    // Removed: kept while the previous generation (which readers may hold) has the document,
+    // gone after the next commit.
+    let mut w = StoreWriter::open_existing(tmp.path())?;
+    w.remove(&DocId("aaaa".into()));
+    put(&mut w, &text, "bbbb", 1, 3)?;
+    w.commit()?;
+    assert!(store.page_image(&key("aaaa", 1), Full).is_some());
+    let mut w = StoreWriter::open_existing(tmp.path())?;
+    put(&mut w, &text, "cccc", 1, 5)?;
+    w.commit()?;
+    assert!(store.page_image(&key("aaaa", 1), Full).is_none());
+    Ok(())
+}
