@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use folio_core::{
-    ChunkSettings, DocId, DocInput, Document, Embedder, Embedding, Page, PageEmbedder, PageImage,
-    PageKey, Passage,
+    ChunkSettings, DocId, DocInput, DocMeta, Document, Embedder, Embedding, Page, PageEmbedder,
+    PageImage, PageKey, Passage,
 };
 use folio_store::{
     AnnOptions, CommitOutcome, IndexModels, PageEmbeddings, PageImageKind, RouteModel, StoreError,
@@ -105,7 +105,7 @@ impl IndexReport {
 }
 
 /// Indexing settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IndexSettings {
     /// Passage cutting.
     pub chunk: ChunkSettings,
@@ -120,6 +120,12 @@ pub struct IndexSettings {
     pub ann: Option<AnnOptions>,
     /// Store each page's image and thumbnail next to the index (PDFs and page images).
     pub page_images: bool,
+    /// Collection and tags given to every document of the run (searches can filter by
+    /// them); files already indexed with the same content get them too, without
+    /// re-embedding.
+    pub collection: Option<String>,
+    /// See `collection`.
+    pub tags: Vec<String>,
 }
 
 impl Default for IndexSettings {
@@ -131,6 +137,8 @@ impl Default for IndexSettings {
             render: render::RenderSettings::default(),
             ann: None,
             page_images: true,
+            collection: None,
+            tags: Vec::new(),
         }
     }
 }
@@ -306,6 +314,7 @@ pub fn index_texts(
                 stored_path: doc.id.clone(),
                 content_hash: hash,
                 bytes: doc.text.len() as u64,
+                modified: None,
                 pictures: None,
             };
             ingest.document(source, || Ok(vec![doc.text.clone()]))
@@ -356,6 +365,7 @@ pub fn index_pages(
                 stored_path: doc.id.clone(),
                 content_hash: hex(&hasher.finalize()),
                 bytes: (text.len() + image.map_or(0, <[u8]>::len)) as u64,
+                modified: None,
                 pictures: image.map(Pictures::Image),
             };
             ingest.document(source, || Ok(vec![text]))
@@ -448,8 +458,17 @@ impl<'a> Run<'a> {
             warning: None,
             pages_without_text: 0,
         };
+        let meta = DocMeta {
+            collection: self.settings.collection.clone(),
+            tags: self.settings.tags.clone(),
+            modified: source.modified,
+        };
         if let Some(doc) = self.writer.find_by_hash(&source.content_hash) {
-            return report(FileStatus::Unchanged, Some(doc.pages), None);
+            let (id, pages) = (doc.doc_id.clone(), doc.pages);
+            if doc.meta != meta {
+                self.writer.set_meta(&id, meta);
+            }
+            return report(FileStatus::Unchanged, Some(pages), None);
         }
         let page_texts = match pages() {
             Ok(p) => p,
@@ -503,6 +522,7 @@ impl<'a> Run<'a> {
             content_hash: source.content_hash,
             pages: n_pages,
             bytes: source.bytes,
+            meta,
         };
         let n_passages = passages.len() as u64;
         // Checked before the document goes in, so that a refusal leaves the writer as it was
@@ -716,6 +736,8 @@ struct Source<'a> {
     stored_path: String,
     content_hash: String,
     bytes: u64,
+    /// The file's modification time (seconds since the Unix epoch), when it is a file.
+    modified: Option<u64>,
     /// Where page images come from; `None` for text documents.
     pictures: Option<Pictures<'a>>,
 }
@@ -762,8 +784,14 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
         warning: None,
         pages_without_text: 0,
     };
-    let size = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
+    let (size, modified) = match std::fs::metadata(path) {
+        Ok(m) => (
+            m.len(),
+            m.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+        ),
         Err(e) => return failed(format!("cannot read: {e}")),
     };
     if size > run.settings.max_file_bytes {
@@ -785,6 +813,7 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
         stored_path,
         content_hash: hex(&Sha256::digest(&bytes)),
         bytes: size,
+        modified,
         pictures: Some(Pictures::Pdf(&bytes)),
     };
     run.document(source, || {

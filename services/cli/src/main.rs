@@ -249,6 +249,12 @@ struct IndexArgs {
     /// only for page embedders).
     #[arg(long)]
     no_page_images: bool,
+    /// Put the documents of this run in a collection (searches can filter by it).
+    #[arg(long)]
+    collection: Option<String>,
+    /// Tag the documents of this run (repeatable; searches can filter by tags).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
     #[command(flatten)]
     ann: AnnArgs,
     #[command(flatten)]
@@ -327,6 +333,8 @@ struct SearchArgs {
     /// HNSW ef_search for this search (default: the index's).
     #[arg(long)]
     ef_search: Option<usize>,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Index directory.
     #[arg(long)]
     index: PathBuf,
@@ -342,6 +350,36 @@ struct SearchArgs {
     page_models: PageModelArgs,
     #[command(flatten)]
     rerank: RerankArgs,
+}
+
+/// Limits a search to some documents; every condition given must hold.
+#[derive(Args)]
+struct FilterArgs {
+    /// Only documents of this collection (repeatable: any of them).
+    #[arg(long = "in-collection")]
+    collections: Vec<String>,
+    /// Only documents with this tag (repeatable: all of them).
+    #[arg(long = "with-tag")]
+    tags: Vec<String>,
+    /// Only documents whose indexed path starts with this.
+    #[arg(long)]
+    path_prefix: Option<String>,
+    /// Only these documents, by id (repeatable).
+    #[arg(long = "doc")]
+    doc_ids: Vec<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Option<folio_core::Filter> {
+        let f = folio_core::Filter {
+            doc_ids: self.doc_ids.iter().map(|d| DocId(d.clone())).collect(),
+            collections: self.collections.clone(),
+            tags: self.tags.clone(),
+            path_prefix: self.path_prefix.clone(),
+            ..Default::default()
+        };
+        (!f.is_empty()).then_some(f)
+    }
 }
 
 #[derive(Args)]
@@ -555,6 +593,8 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         },
         ann: args.ann.options(existing.as_ref()),
         page_images: !args.no_page_images,
+        collection: args.collection.clone(),
+        tags: args.tags.clone(),
     };
     let text_source = source.dir.display().to_string();
     fn as_model(m: &Option<LoadedPageModel>) -> Option<(&dyn PageEmbedder, Option<&str>)> {
@@ -752,6 +792,7 @@ fn search(args: SearchArgs) -> Result<()> {
             .with_context(|| format!("reading query image {}", path.display()))?;
         request.image = Some(bytes);
     }
+    request.filter = args.filter.filter();
     request.validate()?;
     let mut pipeline = open_pipeline(&args.index, args.embedder.embedder, &args.page_models)?;
     if let Some(ef) = args.ef_search {

@@ -548,5 +548,30 @@ fn hnsw_settings_are_recorded_and_changing_them_rebuilds_the_index() -> anyhow::
     // Nonsense settings are refused with the reason.
     let out = folio(&["index", s(&sample), "--index", s(&index), "--hnsw-m", "1"])?;
     assert!(String::from_utf8_lossy(&out.stderr).contains("M must be between 2 and 256"));
+
+    // Re-indexing the unchanged file into a collection, with tags, embeds nothing but
+    // records them; searches filter by them.
+    let out = folio(&[
+        "index",
+        s(&sample),
+        "--index",
+        s(&index),
+        "--collection",
+        "papers",
+        "--tag",
+        "tables",
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("0 indexed, 1 unchanged"), "{stdout}");
+    let hits = |extra: &[&str]| -> anyhow::Result<usize> {
+        let mut args = vec!["search", "table", "--index", s(&index), "--json"];
+        args.extend(extra);
+        let out = folio(&args)?;
+        let v: Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v["hits"].as_array().map_or(0, Vec::len))
+    };
+    assert!(hits(&["--in-collection", "papers", "--with-tag", "tables"])? > 0);
+    assert_eq!(hits(&["--in-collection", "slides"])?, 0);
+    assert_eq!(hits(&["--with-tag", "tables", "--with-tag", "other"])?, 0);
     Ok(())
 }

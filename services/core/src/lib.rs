@@ -73,6 +73,78 @@ pub struct Document {
     pub pages: u32,
     /// File size in bytes.
     pub bytes: u64,
+    /// Collection, tags and date, for filtering searches.
+    #[serde(default, skip_serializing_if = "DocMeta::is_empty")]
+    pub meta: DocMeta,
+}
+
+/// What searches can filter documents by, besides their id and path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DocMeta {
+    /// The collection the document was indexed into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+    /// Free-form tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The file's modification time, in seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified: Option<u64>,
+}
+
+impl DocMeta {
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == DocMeta::default()
+    }
+}
+
+/// Which documents a search may return; every given condition must hold (an empty filter
+/// keeps everything).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filter {
+    /// Only these documents.
+    pub doc_ids: Vec<DocId>,
+    /// Only documents of one of these collections.
+    pub collections: Vec<String>,
+    /// Only documents carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Only documents whose path starts with this.
+    pub path_prefix: Option<String>,
+    /// Only documents modified at or after this time (seconds since the Unix epoch).
+    pub modified_after: Option<u64>,
+    /// Only documents modified before this time (seconds since the Unix epoch).
+    pub modified_before: Option<u64>,
+}
+
+impl Filter {
+    /// True when the filter keeps every document.
+    pub fn is_empty(&self) -> bool {
+        *self == Filter::default()
+    }
+
+    /// Whether `doc` passes.
+    pub fn keeps(&self, doc: &Document) -> bool {
+        let m = &doc.meta;
+        (self.doc_ids.is_empty() || self.doc_ids.contains(&doc.doc_id))
+            && (self.collections.is_empty()
+                || m.collection
+                    .as_ref()
+                    .is_some_and(|c| self.collections.contains(c)))
+            && self.tags.iter().all(|t| m.tags.contains(t))
+            && self
+                .path_prefix
+                .as_ref()
+                .is_none_or(|p| doc.path.starts_with(p.as_str()))
+            && self
+                .modified_after
+                .is_none_or(|t| m.modified.is_some_and(|d| d >= t))
+            && self
+                .modified_before
+                .is_none_or(|t| m.modified.is_some_and(|d| d < t))
+    }
 }
 
 /// The extracted text of one page.
@@ -232,6 +304,8 @@ pub struct PreparedQuery {
     pub page_embedding: Option<Embedding>,
     /// The query embedded by the index's late-interaction embedder, when the late route runs.
     pub late_embedding: Option<Embedding>,
+    /// The documents the routes may return; `None`: all.
+    pub allowed: Option<std::sync::Arc<std::collections::HashSet<DocId>>>,
 }
 
 /// One route's answer for one page.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio_core::{
-    Candidate, EmbedError, Embedder, Embedding, EmbeddingKind, FusedHit, Fuser, MAX_K,
+    Candidate, EmbedError, Embedder, Embedding, EmbeddingKind, Filter, FusedHit, Fuser, MAX_K,
     PageEmbedder, PageImage, PreparedQuery, QueryInput, RankedList, Reranker, RetrieveError, Route,
     VisualQuery,
 };
@@ -68,6 +68,9 @@ pub struct SearchRequest {
         with = "query_image::base64_bytes"
     )]
     pub image: Option<Vec<u8>>,
+    /// Only documents that pass this filter (collection, tags, path prefix, ids, dates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
     /// Number of pages to return, 1..=1000.
     #[serde(default = "default_k")]
     pub k: usize,
@@ -109,6 +112,7 @@ impl SearchRequest {
         SearchRequest {
             query: query.into(),
             image: None,
+            filter: None,
             k,
             rerank: default_rerank(),
             rerank_depth: default_rerank_depth(),
@@ -534,11 +538,20 @@ impl Pipeline {
                     _ => Ok(None),
                 }
             };
+        let allowed = request.filter.as_ref().filter(|f| !f.is_empty()).map(|f| {
+            let docs = self.store.documents().values();
+            Arc::new(
+                docs.filter(|d| f.keeps(d))
+                    .map(|d| d.doc_id.clone())
+                    .collect(),
+            )
+        });
         Ok(PreparedQuery {
             text: request.query.clone(),
             text_embedding,
             page_embedding: embed_visual(&self.page_embedder)?,
             late_embedding: embed_visual(&self.late_embedder)?,
+            allowed,
         })
     }
 

@@ -67,7 +67,11 @@ impl Route for Bm25Route {
     fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError> {
         let passages = self
             .store
-            .bm25_search(&query.text, k.saturating_mul(OVERFETCH))
+            .bm25_search(
+                &query.text,
+                k.saturating_mul(OVERFETCH),
+                query.allowed.as_deref(),
+            )
             .map_err(|e| index_error(Self::NAME, e))?;
         Ok(collapse_to_pages(&self.store, passages, k))
     }
@@ -105,7 +109,11 @@ impl Route for DenseRoute {
             })?;
         let passages = self
             .store
-            .ann_search(vector, k.saturating_mul(OVERFETCH))
+            .ann_search(
+                vector,
+                k.saturating_mul(OVERFETCH),
+                query.allowed.as_deref(),
+            )
             .map_err(|e| index_error(Self::NAME, e))?;
         Ok(collapse_to_pages(&self.store, passages, k))
     }
@@ -155,7 +163,7 @@ impl Route for PageRoute {
             })?;
         let pages = self
             .store
-            .page_search(vector, k)
+            .page_search(vector, k, query.allowed.as_deref())
             .map_err(|e| index_error(Self::NAME, e))?;
         Ok(page_hits(pages))
     }
@@ -198,7 +206,7 @@ impl Route for LateRoute {
             })?;
         let pages = self
             .store
-            .late_search(tokens, k)
+            .late_search(tokens, k, query.allowed.as_deref())
             .map_err(|e| index_error(Self::NAME, e))?;
         Ok(page_hits(pages))
     }

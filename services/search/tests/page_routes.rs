@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use folio_core::testing::{HashEmbedder, PixelEmbedder};
 use folio_core::{
-    DocId, Document, Embedder, EmbeddingKind, Page, PageEmbedder, PageImage, PageKey, Passage,
+    DocId, DocMeta, Document, Embedder, EmbeddingKind, Filter, Page, PageEmbedder, PageImage,
+    PageKey, Passage,
 };
 use folio_search::{Pipeline, SearchError, SearchRequest, TextLayer};
 use folio_store::{IndexModels, PageEmbeddings, RouteModel, Store, StoreWriter, TokenMatrix};
@@ -101,6 +102,11 @@ fn fixture() -> anyhow::Result<Fixture> {
             content_hash: format!("hash{d}"),
             pages: 3,
             bytes: 1,
+            meta: DocMeta {
+                collection: Some(["alpha", "beta"][usize::from(d)].into()),
+                tags: vec![format!("t{d}"), "all".into()],
+                modified: Some(1000 * u64::from(d)),
+            },
         };
         w.put_document(doc, pages, passages, vectors)?;
         let mut embeddings = PageEmbeddings::default();
@@ -220,5 +226,75 @@ fn a_page_model_other_than_the_index_one_is_refused() -> anyhow::Result<()> {
         "{err:?}"
     );
     assert_eq!(p.route_names(), ["bm25", "dense"]);
+    Ok(())
+}
+
+#[test]
+fn filters_limit_every_route_to_the_documents_they_keep() -> anyhow::Result<()> {
+    let f = fixture()?;
+    let p = pipeline(&f)?;
+    let docs = |request: &SearchRequest| -> anyhow::Result<Vec<String>> {
+        let mut seen: Vec<String> = p
+            .retrieve(request)?
+            .lists
+            .iter()
+            .flat_map(|l| l.hits.iter().map(|h| h.page.doc_id.0.clone()))
+            .collect();
+        seen.sort();
+        seen.dedup();
+        Ok(seen)
+    };
+    let mut request = SearchRequest::new("rainfall section", 10);
+    request.image = Some(png(&picture(160))?);
+    assert_eq!(docs(&request)?, ["doc0", "doc1"]);
+    for (filter, expected) in [
+        (
+            Filter {
+                collections: vec!["alpha".into()],
+                ..Filter::default()
+            },
+            vec!["doc0"],
+        ),
+        (
+            Filter {
+                tags: vec!["all".into(), "t1".into()],
+                ..Filter::default()
+            },
+            vec!["doc1"],
+        ),
+        (
+            Filter {
+                path_prefix: Some("/reports/1".into()),
+                ..Filter::default()
+            },
+            vec!["doc1"],
+        ),
+        (
+            Filter {
+                modified_before: Some(500),
+                ..Filter::default()
+            },
+            vec!["doc0"],
+        ),
+        (
+            Filter {
+                doc_ids: vec![DocId("doc1".into())],
+                collections: vec!["alpha".into()],
+                ..Filter::default()
+            },
+            vec![],
+        ),
+    ] {
+        request.filter = Some(filter.clone());
+        assert_eq!(docs(&request)?, expected, "{filter:?}");
+    }
+    // The image of a doc1 page, limited to doc0: the best page comes from doc0.
+    request.filter = Some(Filter {
+        collections: vec!["alpha".into()],
+        ..Filter::default()
+    });
+    let response = p.search(&request)?;
+    assert!(response.hits.iter().all(|h| h.doc_id == "doc0"));
+    assert_eq!(response.hits.len(), 3);
     Ok(())
 }

@@ -52,6 +52,7 @@ fn build_index(dir: &std::path::Path) -> anyhow::Result<Pipeline> {
         content_hash: "aa".into(),
         pages: 3,
         bytes: 1,
+        meta: Default::default(),
     };
     writer.put_document(doc, pages, passages, vectors)?;
     let first = PageKey {

@@ -239,7 +239,35 @@ impl LateIndex {
         if self.non_empty <= depth {
             return self.search_exhaustive(query, k);
         }
-        let approximate = self.score_pages(0..self.page_count(), |row, _| {
+        self.two_stage(query, k, depth, 0..self.page_count())
+    }
+
+    /// As [`LateIndex::search`], among the page rows `keep` accepts (exhaustive when they
+    /// are no more than the candidate depth).
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<Vec<(u32, f32)>, StoreError> {
+        self.check_query(query)?;
+        let depth = k.saturating_mul(CANDIDATE_FACTOR).max(MIN_CANDIDATES);
+        let rows: Vec<usize> = (0..self.page_count()).filter(|&r| keep(r)).collect();
+        if rows.len() <= depth {
+            return Ok(top_k(self.exact_scores(query, rows.into_iter()), k));
+        }
+        self.two_stage(query, k, depth, rows.into_iter())
+    }
+
+    /// Centroid MaxSim over `rows`, then exact MaxSim over the best `depth` of them.
+    fn two_stage(
+        &self,
+        query: &[f32],
+        k: usize,
+        depth: usize,
+        rows: impl Iterator<Item = usize>,
+    ) -> Result<Vec<(u32, f32)>, StoreError> {
+        let approximate = self.score_pages(rows, |row, _| {
             maxsim_f32(query, self.dim, self.centroids_of(row))
         });
         let candidates = top_k(approximate, depth)

@@ -118,6 +118,9 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError +
     }
 }
 
+/// A set of documents a search is limited to.
+pub type DocSet = std::collections::HashSet<DocId>;
+
 /// A read-only view of one generation of an index.
 pub struct Store {
     dir: PathBuf,
@@ -256,9 +259,33 @@ impl Store {
         self.passages.len()
     }
 
-    /// BM25 over passage text: the top `k` passages with their scores, best first.
-    pub fn bm25_search(&self, query: &str, k: usize) -> Result<Vec<(PassageId, f32)>, StoreError> {
-        self.bm25.search(query, k)
+    /// BM25 over passage text: the top `k` passages with their scores, best first; with
+    /// `keep`, only passages of those documents.
+    pub fn bm25_search(
+        &self,
+        query: &str,
+        k: usize,
+        keep: Option<&DocSet>,
+    ) -> Result<Vec<(PassageId, f32)>, StoreError> {
+        let Some(keep) = keep else {
+            return self.bm25.search(query, k);
+        };
+        // BM25 cannot filter inside tantivy's collector here: fetch deeper until `k` kept
+        // passages are found or the matches run out.
+        let mut depth = k.saturating_mul(4).max(64);
+        loop {
+            let hits = self.bm25.search(query, depth)?;
+            let exhausted = hits.len() < depth || depth >= self.passages.len();
+            let kept: Vec<(PassageId, f32)> = hits
+                .into_iter()
+                .filter(|(id, _)| self.passage_in(*id, keep))
+                .take(k)
+                .collect();
+            if kept.len() == k || exhausted {
+                return Ok(kept);
+            }
+            depth = depth.saturating_mul(4);
+        }
     }
 
     /// Changes ef_search of the passage and page HNSW indexes for the following searches
@@ -270,11 +297,18 @@ impl Store {
         }
     }
 
-    /// Nearest passages to an L2-normalised vector by cosine similarity, best first.
+    fn passage_in(&self, id: PassageId, keep: &DocSet) -> bool {
+        self.passage(id)
+            .is_some_and(|p| keep.contains(&p.page.doc_id))
+    }
+
+    /// Nearest passages to an L2-normalised vector by cosine similarity, best first; with
+    /// `keep`, only passages of those documents.
     pub fn ann_search(
         &self,
         vector: &[f32],
         k: usize,
+        keep: Option<&DocSet>,
     ) -> Result<Vec<(PassageId, f32)>, StoreError> {
         if vector.len() != self.manifest.embedder.dim {
             return Err(StoreError::Invalid(format!(
@@ -283,12 +317,22 @@ impl Store {
                 self.manifest.embedder.dim
             )));
         }
-        self.ann.search(vector, k)
+        match keep {
+            None => self.ann.search(vector, k),
+            Some(keep) => self
+                .ann
+                .filtered_search(vector, k, |id| self.passage_in(id, keep)),
+        }
     }
 
     /// Nearest pages to an L2-normalised query vector of the page model, by cosine
-    /// similarity, best first.
-    pub fn page_search(&self, vector: &[f32], k: usize) -> Result<Vec<(PageKey, f32)>, StoreError> {
+    /// similarity, best first; with `keep`, only pages of those documents.
+    pub fn page_search(
+        &self,
+        vector: &[f32],
+        k: usize,
+        keep: Option<&DocSet>,
+    ) -> Result<Vec<(PageKey, f32)>, StoreError> {
         let (Some(index), Some(m)) = (&self.page, &self.manifest.page) else {
             return Err(StoreError::Invalid(format!(
                 "index {} has no page route; build it with a page embedder",
@@ -302,15 +346,16 @@ impl Store {
                 m.embedder.dim
             )));
         }
-        index.search(vector, k)
+        index.search(vector, k, keep)
     }
 
     /// The top `k` pages by MaxSim against the query's token vectors (late interaction),
-    /// best first.
+    /// best first; with `keep`, only pages of those documents.
     pub fn late_search(
         &self,
         tokens: &[Vec<f32>],
         k: usize,
+        keep: Option<&DocSet>,
     ) -> Result<Vec<(PageKey, f32)>, StoreError> {
         let Some(late) = &self.late else {
             return Err(StoreError::Invalid(format!(
@@ -327,9 +372,15 @@ impl Store {
             )));
         }
         let flat: Vec<f32> = tokens.iter().flatten().copied().collect();
-        Ok(late
-            .index
-            .search(&flat, k)?
+        let hits = match keep {
+            None => late.index.search(&flat, k)?,
+            Some(keep) => late.index.search_filtered(&flat, k, |row| {
+                late.keys
+                    .get(row)
+                    .is_some_and(|key| keep.contains(&key.doc_id))
+            })?,
+        };
+        Ok(hits
             .into_iter()
             .filter_map(|(row, score)| {
                 let key = late.keys.get(usize::try_from(row).ok()?)?;

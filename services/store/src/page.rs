@@ -13,7 +13,7 @@ use std::path::Path;
 use folio_core::PageKey;
 
 use crate::ann::{self, AnnIndex, AnnOptions};
-use crate::{StoreError, fsio, io_err};
+use crate::{DocSet, StoreError, fsio, io_err};
 
 pub(crate) const DIR: &str = "page";
 const KEYS: &str = "keys.jsonl";
@@ -83,15 +83,24 @@ impl PageIndex {
         &self.ann
     }
 
-    /// Nearest pages to an L2-normalised vector by cosine similarity, best first.
+    /// Nearest pages to an L2-normalised vector by cosine similarity, best first; with
+    /// `keep`, only pages of those documents.
     pub(crate) fn search(
         &self,
         vector: &[f32],
         k: usize,
+        keep: Option<&DocSet>,
     ) -> Result<Vec<(PageKey, f32)>, StoreError> {
-        Ok(self
-            .ann
-            .search(vector, k)?
+        let hits = match keep {
+            None => self.ann.search(vector, k)?,
+            Some(keep) => self.ann.filtered_search(vector, k, |row| {
+                usize::try_from(row)
+                    .ok()
+                    .and_then(|r| self.keys.get(r))
+                    .is_some_and(|key| keep.contains(&key.doc_id))
+            })?,
+        };
+        Ok(hits
             .into_iter()
             .filter_map(|(row, score)| {
                 let key = self.keys.get(usize::try_from(row).ok()?)?;

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use folio_core::{DocId, Document, EmbedderInfo, Page, PageKey, Passage};
+use folio_core::{DocId, DocMeta, Document, EmbedderInfo, Page, PageKey, Passage};
 use tracing::{info, warn};
 
 use crate::ann::{self, AnnOptions};
@@ -463,6 +463,19 @@ impl StoreWriter {
         png: &[u8],
     ) -> Result<(), StoreError> {
         images::write(&self.dir, key, kind, png)
+    }
+
+    /// Replaces a document's collection, tags and date; returns whether it was there.
+    pub fn set_meta(&mut self, id: &DocId, meta: DocMeta) -> bool {
+        match self.docs.get_mut(id) {
+            Some(e) if e.doc.meta != meta => {
+                e.doc.meta = meta;
+                self.dirty = true;
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 
     /// Removes a document; returns whether it was there.

@@ -64,6 +64,7 @@ fn write_forever(dir: &Path) -> anyhow::Result<()> {
             content_hash: format!("{i:064x}"),
             pages: 8,
             bytes: 1,
+            meta: Default::default(),
         };
         writer.put_document(doc, pages, passages, vectors)?;
         if let CommitOutcome::Published { generation } = writer.commit()? {
@@ -199,7 +200,7 @@ fn sigkilled_writers_never_lose_acknowledged_commits() -> anyhow::Result<()> {
             "round {round} (seed {seed})"
         );
         assert!(
-            !store.bm25_search("alpha", 3)?.is_empty(),
+            !store.bm25_search("alpha", 3, None)?.is_empty(),
             "round {round}: BM25 empty"
         );
     }

@@ -73,6 +73,7 @@ fn put(
         content_hash: format!("{id}-hash"),
         pages,
         bytes: 1,
+        meta: Default::default(),
     };
     w.put_document(doc, page_list, passages, vectors)?;
     let embeddings = PageEmbeddings {
@@ -107,12 +108,12 @@ fn page_routes_round_trip_through_incremental_commits_and_removal() -> anyhow::R
     let store = Store::open(tmp.path())?;
     assert_eq!(store.manifest().page_vectors, 3);
     assert_eq!(store.manifest().late_pages, 2);
-    let hits = store.page_search(&axis(2), 3)?;
+    let hits = store.page_search(&axis(2), 3, None)?;
     assert_eq!(hits[0].0, key("aaaa", 2));
     assert!((hits[0].1 - 1.0).abs() < 1e-5, "{hits:?}");
     // Page 1 has tokens along axes 1 and 2: MaxSim of a query on axes 1 and 2 is 2.
     let mut query = vec![axis(1), axis(2)];
-    let late = store.late_search(&query, 5)?;
+    let late = store.late_search(&query, 5, None)?;
     assert_eq!(late[0].0, key("aaaa", 1));
     assert!((late[0].1 - 2.0).abs() < 1e-3, "{late:?}");
     // Page 3 has no tokens: the late route never returns it.
@@ -130,10 +131,10 @@ fn page_routes_round_trip_through_incremental_commits_and_removal() -> anyhow::R
     w.commit()?;
     let store = Store::open(tmp.path())?;
     assert_eq!(store.manifest().page_vectors, 5);
-    assert_eq!(store.page_search(&axis(2), 1)?[0].0, key("aaaa", 2));
-    assert_eq!(store.page_search(&axis(5), 1)?[0].0, key("bbbb", 1));
+    assert_eq!(store.page_search(&axis(2), 1, None)?[0].0, key("aaaa", 2));
+    assert_eq!(store.page_search(&axis(5), 1, None)?[0].0, key("bbbb", 1));
     query = vec![axis(5), axis(6)];
-    assert_eq!(store.late_search(&query, 1)?[0].0, key("bbbb", 1));
+    assert_eq!(store.late_search(&query, 1, None)?[0].0, key("bbbb", 1));
 
     // Removing a document removes its pages from both routes.
     let mut w = StoreWriter::open_existing(tmp.path())?;
@@ -142,10 +143,10 @@ fn page_routes_round_trip_through_incremental_commits_and_removal() -> anyhow::R
     let store = Store::open(tmp.path())?;
     assert_eq!(store.manifest().page_vectors, 2);
     assert_eq!(store.manifest().late_pages, 1);
-    for (k, _) in store.page_search(&axis(2), 10)? {
+    for (k, _) in store.page_search(&axis(2), 10, None)? {
         assert_eq!(k.doc_id.as_str(), "bbbb");
     }
-    for (k, _) in store.late_search(&[axis(1)], 10)? {
+    for (k, _) in store.late_search(&[axis(1)], 10, None)? {
         assert_eq!(k.doc_id.as_str(), "bbbb");
     }
     Ok(())
@@ -218,8 +219,8 @@ fn page_embeddings_that_do_not_fit_are_refused() -> anyhow::Result<()> {
         "{err}"
     );
     let store = Store::open(tmp.path())?;
-    assert!(store.page_search(&[1.0; 3], 1).is_err());
-    assert!(store.late_search(&[vec![1.0; 3]], 1).is_err());
+    assert!(store.page_search(&[1.0; 3], 1, None).is_err());
+    assert!(store.late_search(&[vec![1.0; 3]], 1, None).is_err());
 
     // A text-only index with documents cannot gain a page route: its pages have no vectors.
     let plain = tempfile::tempdir()?;
@@ -236,7 +237,7 @@ fn page_embeddings_that_do_not_fit_are_refused() -> anyhow::Result<()> {
         .unwrap_or_default();
     assert!(err.contains("has no page route"), "{err}");
     let store = Store::open(plain.path())?;
-    assert!(store.page_search(&axis(0), 1).is_err());
+    assert!(store.page_search(&axis(0), 1, None).is_err());
     Ok(())
 }
 

@@ -38,6 +38,7 @@ fn doc(
         content_hash: format!("{id}-hash"),
         pages: texts.len() as u32,
         bytes: 10,
+        meta: Default::default(),
     };
     (d, pages, passages, vectors)
 }
@@ -90,10 +91,10 @@ fn commit_open_search_and_reopen() -> anyhow::Result<()> {
         store.passage(0).map(|p| p.page.doc_id.as_str()),
         Some("aaaa")
     );
-    let bm25 = store.bm25_search("zebras", 5)?;
+    let bm25 = store.bm25_search("zebras", 5, None)?;
     assert_eq!(bm25.len(), 1, "stemming should match zebras to zebra");
     assert_eq!(store.passage(bm25[0].0).map(|p| p.page.page), Some(1));
-    let ann = store.ann_search(&e.embed("lion mane"), 3)?;
+    let ann = store.ann_search(&e.embed("lion mane"), 3, None)?;
     assert_eq!(ann.len(), 3);
     assert_eq!(
         store.passage(ann[0].0).map(|p| p.text.as_str()),
@@ -101,7 +102,7 @@ fn commit_open_search_and_reopen() -> anyhow::Result<()> {
     );
     assert!((ann[0].1 - 1.0).abs() < 1e-5);
     assert!(
-        store.ann_search(&[1.0; 3], 3).is_err(),
+        store.ann_search(&[1.0; 3], 3, None).is_err(),
         "wrong width must be refused"
     );
     assert_eq!(
@@ -145,7 +146,7 @@ fn replace_by_path_remove_and_garbage_collection() -> anyhow::Result<()> {
         "a changed file replaces its pages"
     );
     assert!(store.document(&DocId("dddd".into())).is_some());
-    assert!(store.bm25_search("first", 5)?.is_empty());
+    assert!(store.bm25_search("first", 5, None)?.is_empty());
     // The current and the previous generation are kept, older ones removed.
     assert_eq!(generations(tmp.path()), ["gen-000002", "gen-000003"]);
 
@@ -155,8 +156,8 @@ fn replace_by_path_remove_and_garbage_collection() -> anyhow::Result<()> {
     w.commit()?;
     let store = Store::open(tmp.path())?;
     assert!(store.documents().is_empty());
-    assert!(store.bm25_search("third", 5)?.is_empty());
-    assert!(store.ann_search(&e.embed("third"), 5)?.is_empty());
+    assert!(store.bm25_search("third", 5, None)?.is_empty());
+    assert!(store.ann_search(&e.embed("third"), 5, None)?.is_empty());
     Ok(())
 }
 
@@ -172,8 +173,11 @@ fn a_reader_keeps_its_generation_while_a_writer_commits() -> anyhow::Result<()> 
     put(&mut w, doc("bbbb", "/b.pdf", &["new text"], &e))?;
     w.commit()?;
     assert_eq!(reader.manifest().generation, 1);
-    assert_eq!(reader.bm25_search("text", 5)?.len(), 1);
-    assert_eq!(Store::open(tmp.path())?.bm25_search("text", 5)?.len(), 2);
+    assert_eq!(reader.bm25_search("text", 5, None)?.len(), 1);
+    assert_eq!(
+        Store::open(tmp.path())?.bm25_search("text", 5, None)?.len(),
+        2
+    );
     Ok(())
 }
 
@@ -256,10 +260,13 @@ fn leftovers_of_a_crashed_commit_are_ignored_and_replaced() -> anyhow::Result<()
     std::fs::write(tmp.path().join("MANIFEST.tmp"), "garbage")?;
     let store = Store::open(tmp.path())?;
     assert_eq!(store.manifest().generation, 1);
-    assert_eq!(store.bm25_search("kept", 5)?.len(), 1);
+    assert_eq!(store.bm25_search("kept", 5, None)?.len(), 1);
     let mut w = StoreWriter::open(tmp.path(), e.info(), None)?;
     put(&mut w, doc("bbbb", "/b.pdf", &["more text"], &e))?;
     assert_eq!(w.commit()?, CommitOutcome::Published { generation: 2 });
-    assert_eq!(Store::open(tmp.path())?.bm25_search("text", 5)?.len(), 2);
+    assert_eq!(
+        Store::open(tmp.path())?.bm25_search("text", 5, None)?.len(),
+        2
+    );
     Ok(())
 }
