@@ -114,7 +114,7 @@ fn sample_pages_are_searchable_by_image_and_text_through_both_page_routes() -> a
     let (image, png) = page_image("multi_page.pdf", 2)?;
     let direct = gme.embed_pages(std::slice::from_ref(&image))?;
     let vector = direct[0].as_single().unwrap_or_default();
-    let hits = store.page_search(vector, 3)?;
+    let hits = store.page_search(vector, 3, None)?;
     let doc = |path: &str| {
         store
             .documents()
@@ -149,7 +149,7 @@ fn sample_pages_are_searchable_by_image_and_text_through_both_page_routes() -> a
         image: Some(image.clone()),
     }])?;
     let q = query[0].as_single().unwrap_or_default();
-    let best = store.page_search(q, 1)?;
+    let best = store.page_search(q, 1, None)?;
     assert_eq!(page_list.hits[0].page, best[0].0);
     assert!((page_list.hits[0].score - best[0].1).abs() < 1e-5);
 
