@@ -9,6 +9,7 @@
 //! only at the end, so nothing indexed before is ever lost.
 
 pub mod chunk;
+pub mod isolate;
 pub mod pdf;
 pub mod render;
 
@@ -126,6 +127,9 @@ pub struct IndexSettings {
     pub collection: Option<String>,
     /// See `collection`.
     pub tags: Vec<String>,
+    /// Extract each PDF's text in a worker process under a time limit and a memory cap;
+    /// `None` extracts in-process (behind a panic net only).
+    pub isolation: Option<isolate::Isolation>,
 }
 
 impl Default for IndexSettings {
@@ -139,6 +143,7 @@ impl Default for IndexSettings {
             page_images: true,
             collection: None,
             tags: Vec::new(),
+            isolation: None,
         }
     }
 }
@@ -816,8 +821,10 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
         modified,
         pictures: Some(Pictures::Pdf(&bytes)),
     };
-    run.document(source, || {
-        pdf::extract_pages(bytes.clone()).map_err(|e| e.to_string())
+    let isolation = run.settings.isolation.clone();
+    run.document(source, || match &isolation {
+        Some(iso) => isolate::extract_isolated(iso, path),
+        None => pdf::extract_pages(bytes.clone()).map_err(|e| e.to_string()),
     })
 }
 

@@ -53,6 +53,12 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Extracts one PDF's text for `folio index` in a capped process (internal).
+    #[command(hide = true)]
+    ExtractWorker {
+        /// The PDF.
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +261,13 @@ struct IndexArgs {
     /// Tag the documents of this run (repeatable; searches can filter by tags).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Seconds a file's text extraction may take (in a worker process); 0 extracts
+    /// in-process, without time or memory limits.
+    #[arg(long, default_value_t = 120.0)]
+    file_time_limit: f64,
+    /// MiB of memory a file's text extraction may use.
+    #[arg(long, default_value_t = 4096)]
+    file_memory_limit: u64,
     #[command(flatten)]
     ann: AnnArgs,
     #[command(flatten)]
@@ -595,6 +608,16 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         page_images: !args.no_page_images,
         collection: args.collection.clone(),
         tags: args.tags.clone(),
+        isolation: if args.file_time_limit > 0.0 {
+            Some(folio_indexer::isolate::Isolation {
+                program: std::env::current_exe().context("locating the folio binary")?,
+                args: vec!["extract-worker".into()],
+                time_limit: std::time::Duration::from_secs_f64(args.file_time_limit),
+                memory_limit: args.file_memory_limit.saturating_mul(1024 * 1024),
+            })
+        } else {
+            None
+        },
     };
     let text_source = source.dir.display().to_string();
     fn as_model(m: &Option<LoadedPageModel>) -> Option<(&dyn PageEmbedder, Option<&str>)> {

@@ -575,3 +575,53 @@ fn hnsw_settings_are_recorded_and_changing_them_rebuilds_the_index() -> anyhow::
     assert_eq!(hits(&["--with-tag", "tables", "--with-tag", "other"])?, 0);
     Ok(())
 }
+
+#[test]
+fn a_file_over_the_time_limit_fails_with_the_reason() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let index = tmp.path().join("idx");
+    let sample = repo("datasets/samples/2305.03393v1-pg9.pdf");
+    // Text extraction runs in a worker process; a limit no extraction can meet fails every
+    // file with the reason, and the run still ends normally.
+    let out = folio(&[
+        "index",
+        s(&sample),
+        "--index",
+        s(&index),
+        "--file-time-limit",
+        "0.000001",
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("longer than the per-file limit"),
+        "{stdout}"
+    );
+    // Within the limits, the worker's text is what in-process extraction gives.
+    let isolated = tmp.path().join("isolated");
+    let in_process = tmp.path().join("in-process");
+    for (dir, limit) in [(&isolated, "60"), (&in_process, "0")] {
+        let out = folio(&[
+            "index",
+            s(&sample),
+            "--index",
+            s(dir),
+            "--file-time-limit",
+            limit,
+        ])?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pages = |dir: &Path| -> anyhow::Result<String> {
+        let m: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json"))?)?;
+        let generation = m["generation"].as_u64().unwrap_or_default();
+        Ok(std::fs::read_to_string(
+            dir.join(format!("gen-{generation:06}")).join("pages.jsonl"),
+        )?)
+    };
+    assert_eq!(pages(&isolated)?, pages(&in_process)?);
+    Ok(())
+}
