@@ -449,6 +449,11 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Metrics(a)) => eval_metrics(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(*a).map(|()| ExitCode::SUCCESS),
+        Command::ExtractWorker { path } => {
+            return ExitCode::from(
+                u8::try_from(folio_indexer::isolate::worker_main(&path)).unwrap_or(1),
+            );
+        }
         Command::Bench(BenchCommand::Rerank(a)) => {
             bench::rerank::rerank(a, default_ranker_dir()).map(|()| ExitCode::SUCCESS)
         }

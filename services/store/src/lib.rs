@@ -380,12 +380,6 @@ impl Store {
                     .is_some_and(|key| keep.contains(&key.doc_id))
             })?,
         };
-        Ok(hits
-            .into_iter()
-            .filter_map(|(row, score)| {
-                let key = late.keys.get(usize::try_from(row).ok()?)?;
-                Some((key.clone(), score))
-            })
-            .collect())
+        Ok(page::keyed(&late.keys, hits))
     }
 }

@@ -100,12 +100,16 @@ impl PageIndex {
                     .is_some_and(|key| keep.contains(&key.doc_id))
             })?,
         };
-        Ok(hits
-            .into_iter()
-            .filter_map(|(row, score)| {
-                let key = self.keys.get(usize::try_from(row).ok()?)?;
-                Some((key.clone(), score))
-            })
-            .collect())
+        Ok(keyed(&self.keys, hits))
     }
+}
+
+/// Hits by row, as hits by page: `keys[row]` is the row's page.
+pub(crate) fn keyed<R: TryInto<usize>>(
+    keys: &[PageKey],
+    hits: Vec<(R, f32)>,
+) -> Vec<(PageKey, f32)> {
+    hits.into_iter()
+        .filter_map(|(row, score)| Some((keys.get(row.try_into().ok()?)?.clone(), score)))
+        .collect()
 }
