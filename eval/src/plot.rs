@@ -1,5 +1,6 @@
 //! Small, dependency-free SVG charts for evaluation reports: a bar chart of one metric per
-//! system, and a histogram of per-query differences between two systems.
+//! system, curves of several series (line chart, log axes optional), and a histogram of
+//! per-query differences between two systems.
 
 use std::fmt::Write;
 
@@ -114,6 +115,148 @@ pub fn bar_chart(title: &str, metric: &str, systems: &[(String, f64)], best: &st
     svg
 }
 
+/// Curves of several named series of (x, y) points, each drawn in its own colour with its
+/// points marked and named in a legend; either axis can be logarithmic (points with a value
+/// of 0 or less on a log axis are left out). Axes span round numbers around the data (on a log
+/// axis 1, 2 or 5 times a power of ten).
+pub fn line_chart(
+    title: &str,
+    (x_label, log_x): (&str, bool),
+    (y_label, log_y): (&str, bool),
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    const COLORS: [&str; 8] = [
+        BAR, BEST, "#50a050", "#c04848", "#8060b0", "#806040", "#d070b0", "#606060",
+    ];
+    let keep = |&(x, y): &(f64, f64)| {
+        x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0)
+    };
+    let points = || series.iter().flat_map(|s| s.1.iter().filter(|p| keep(p)));
+    let range = |values: Vec<f64>, log: bool| -> (f64, f64, Vec<f64>) {
+        let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !lo.is_finite() {
+            return (0.0, 1.0, vec![0.0, 1.0]);
+        }
+        if log {
+            // 1, 2 and 5 times powers of ten, from the last one at or below the data to the
+            // first one at or above it.
+            let all: Vec<f64> = (lo.log10().floor() as i32..=hi.log10().ceil() as i32)
+                .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
+                .collect();
+            let a = (all.iter().copied())
+                .filter(|t| *t <= lo * (1.0 + 1e-9))
+                .fold(f64::NAN, f64::max);
+            let b = (all.iter().copied())
+                .find(|t| *t >= hi * (1.0 - 1e-9))
+                .unwrap_or(hi);
+            let a = if a.is_finite() { a } else { lo };
+            let b = if b > a { b } else { a * 10.0 };
+            let ticks = all.into_iter().filter(|t| *t >= a && *t <= b).collect();
+            return (a, b, ticks);
+        }
+        let step = nice_ceiling(((hi - lo) / 5.0).max(hi.abs() * 1e-3).max(1e-12));
+        let (a, b) = ((lo / step).floor() * step, (hi / step).ceil() * step);
+        let b = if b > a { b } else { a + step };
+        let ticks = (0..=((b - a) / step).round() as usize)
+            .map(|i| a + step * i as f64)
+            .collect();
+        (a, b, ticks)
+    };
+    let (x0, x1, x_ticks) = range(points().map(|p| p.0).collect(), log_x);
+    let (y0, y1, y_ticks) = range(points().map(|p| p.1).collect(), log_y);
+    let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
+    let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
+    let scale = |v: f64, lo: f64, hi: f64, log: bool| {
+        if log {
+            (v.log10() - lo.log10()) / (hi.log10() - lo.log10())
+        } else {
+            (v - lo) / (hi - lo)
+        }
+    };
+    let px = |x: f64| MARGIN_LEFT + plot_w * scale(x, x0, x1, log_x);
+    let py = |y: f64| HEIGHT - MARGIN_BOTTOM - plot_h * scale(y, y0, y1, log_y);
+    // Tick labels: 1500 -> 1.5k, 2000000 -> 2M, so that wide values fit the margin.
+    let short = |v: f64| match v.abs() {
+        a if a >= 1e6 => format!("{}M", trim(v / 1e6)),
+        a if a >= 1e4 => format!("{}k", trim(v / 1e3)),
+        _ => trim(v),
+    };
+    let mut svg = open(title);
+    for &t in &y_ticks {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{MARGIN_LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{2:.1}\" y=\"{3:.1}\" text-anchor=\"end\">{4}</text>",
+            py(t),
+            WIDTH - MARGIN_RIGHT,
+            MARGIN_LEFT - 6.0,
+            py(t) + 4.0,
+            short(t)
+        );
+    }
+    for &t in &x_ticks {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{MARGIN_TOP}\" x2=\"{0:.1}\" y2=\"{1:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{0:.1}\" y=\"{2:.1}\" text-anchor=\"middle\">{3}</text>",
+            px(t),
+            HEIGHT - MARGIN_BOTTOM,
+            HEIGHT - MARGIN_BOTTOM + 18.0,
+            short(t)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{MARGIN_LEFT}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"black\"/>\
+         <line x1=\"{MARGIN_LEFT}\" y1=\"{MARGIN_TOP}\" x2=\"{MARGIN_LEFT}\" y2=\"{0:.1}\" stroke=\"black\"/>\
+         <text x=\"16\" y=\"{2:.1}\" transform=\"rotate(-90 16 {2:.1})\" text-anchor=\"middle\">{3}</text>\
+         <text x=\"{4:.1}\" y=\"{5:.1}\" text-anchor=\"middle\">{6}</text>",
+        HEIGHT - MARGIN_BOTTOM,
+        WIDTH - MARGIN_RIGHT,
+        MARGIN_TOP + plot_h / 2.0,
+        escape(&format!("{y_label}{}", if log_y { " (log)" } else { "" })),
+        MARGIN_LEFT + plot_w / 2.0,
+        HEIGHT - 12.0,
+        escape(&format!("{x_label}{}", if log_x { " (log)" } else { "" })),
+    );
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pts: Vec<(f64, f64)> = pts.iter().copied().filter(keep).collect();
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            path.join(" ")
+        );
+        for &(x, y) in &pts {
+            let _ = writeln!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>",
+                px(x),
+                py(y)
+            );
+        }
+        let ly = MARGIN_TOP + 12.0 + 16.0 * i as f64;
+        let lx = WIDTH - MARGIN_RIGHT - 130.0;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{lx:.1}\" y1=\"{0:.1}\" x2=\"{1:.1}\" y2=\"{0:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>\
+             <text x=\"{2:.1}\" y=\"{3:.1}\">{4}</text>",
+            ly,
+            lx + 20.0,
+            lx + 26.0,
+            ly + 4.0,
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 /// A histogram of per-query differences in `[-1, 1]`: 21 bins of width 0.1 centred on
 /// -1.0, -0.9, ..., +1.0, so that ties (difference 0) have a bin of their own in the middle.
 pub fn difference_histogram(title: &str, axis: &str, diffs: &[f64]) -> String {
@@ -200,6 +343,22 @@ mod tests {
         assert_eq!(count(&svg, "<rect"), 1 + 21);
         let full = format!("height=\"{:.1}\"", HEIGHT - MARGIN_TOP - MARGIN_BOTTOM);
         assert_eq!(count(&svg, &full), 1, "{svg}");
+    }
+
+    #[test]
+    fn line_chart_draws_every_series_on_log_axes() {
+        let series = vec![
+            ("a<1>".to_string(), vec![(0.9, 1000.0), (0.99, 200.0)]),
+            ("b".to_string(), vec![(0.8, 5000.0), (0.95, 0.0)]),
+        ];
+        let svg = line_chart("t", ("recall@10", false), ("QPS", true), &series);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert_eq!(count(&svg, "<polyline"), 2);
+        // The point at QPS 0 has no place on a log axis.
+        assert_eq!(count(&svg, "<circle"), 3);
+        assert!(svg.contains("a&lt;1&gt;") && svg.contains("QPS (log)"));
+        // Ticks 200, 500, 1000, 2000, 5000 on y: round values around the data.
+        assert!(svg.contains(">200<") && svg.contains(">5000<") && !svg.contains(">10k<"));
     }
 
     #[test]

@@ -67,6 +67,9 @@ enum BenchCommand {
     Rerank(bench::rerank::RerankBenchArgs),
     /// Qwen2-VL page-embedding throughput on synthetic pages (CPU or CUDA).
     Embed(bench::embed::EmbedBenchArgs),
+    /// HNSW build time, memory, recall@10 and QPS at several ef_search, next to faiss and
+    /// hnswlib (--peer) on the same vectors.
+    Ann(bench::ann::AnnBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -460,6 +463,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Embed(a)) => {
             bench::embed::embed(a).map(|()| ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Ann(a)) => bench::ann::ann(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! `folio bench ...`: throughput benchmarks that run the peer implementation (HF
 //! transformers) in the same command where one exists, and report the ratio.
 
+pub mod ann;
 pub mod embed;
 pub mod rerank;
 
