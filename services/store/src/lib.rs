@@ -136,9 +136,34 @@ pub struct Store {
 }
 
 /// The late-interaction route: the page of each row, and the token index.
-struct LateRoute {
-    keys: Vec<PageKey>,
-    index: LateIndex,
+pub(crate) struct LateRoute {
+    pub(crate) keys: Vec<PageKey>,
+    pub(crate) index: LateIndex,
+}
+
+impl LateRoute {
+    /// Opens the route of the generation in `gen_dir`, checking it against the manifest;
+    /// `None` when the index has no late route.
+    pub(crate) fn open(gen_dir: &Path, manifest: &Manifest) -> Result<Option<Self>, StoreError> {
+        let Some(m) = &manifest.late else {
+            return Ok(None);
+        };
+        let dir = gen_dir.join(late::DIR);
+        let keys_path = dir.join(writer::LATE_KEYS);
+        let keys: Vec<PageKey> = fsio::read_jsonl(&keys_path)?;
+        if keys.len() != manifest.late_pages {
+            return Err(StoreError::Corrupt {
+                path: keys_path,
+                message: format!(
+                    "{} pages, the manifest says {}",
+                    keys.len(),
+                    manifest.late_pages
+                ),
+            });
+        }
+        let index = LateIndex::open(&dir, m.embedder.dim, keys.len())?;
+        Ok(Some(LateRoute { keys, index }))
+    }
 }
 
 impl Store {
@@ -168,25 +193,7 @@ impl Store {
             )?),
             None => None,
         };
-        let late = match &manifest.late {
-            Some(m) => {
-                let dir = gen_dir.join(late::DIR);
-                let keys: Vec<PageKey> = fsio::read_jsonl(&dir.join(writer::LATE_KEYS))?;
-                if keys.len() != manifest.late_pages {
-                    return Err(StoreError::Corrupt {
-                        path: dir.join(writer::LATE_KEYS),
-                        message: format!(
-                            "{} pages, the manifest says {}",
-                            keys.len(),
-                            manifest.late_pages
-                        ),
-                    });
-                }
-                let index = LateIndex::open(&dir, m.embedder.dim, keys.len())?;
-                Some(LateRoute { keys, index })
-            }
-            None => None,
-        };
+        let late = LateRoute::open(&gen_dir, &manifest)?;
         let mut first_passage = HashMap::new();
         for p in &data.passages {
             first_passage.entry(p.page.clone()).or_insert(p.id);

@@ -10,9 +10,9 @@ use tracing::{info, warn};
 
 use crate::ann::{self, AnnOptions};
 use crate::images::{self, PageImageKind};
-use crate::late::{self, LateIndex, TokenMatrix};
+use crate::late::{self, TokenMatrix};
 use crate::manifest::{self, Manifest, RouteModel};
-use crate::{StoreError, bm25, fsio, io_err, page};
+use crate::{LateRoute, StoreError, bm25, fsio, io_err, page};
 
 const DOCUMENTS: &str = "documents.json";
 const PAGES: &str = "pages.jsonl";
@@ -22,6 +22,7 @@ pub(crate) const LATE_KEYS: &str = "keys.jsonl";
 const LOCK: &str = "LOCK";
 
 /// The canonical content of one generation.
+#[derive(Default)]
 pub(crate) struct GenerationData {
     pub(crate) documents: Vec<Document>,
     pub(crate) pages: Vec<Page>,
@@ -59,13 +60,8 @@ impl GenerationData {
         }
         let mut data = GenerationData {
             documents,
-            pages: Vec::new(),
             passages,
-            vectors: Vec::new(),
-            page_keys: Vec::new(),
-            page_vectors: Vec::new(),
-            late_keys: Vec::new(),
-            late_tokens: Vec::new(),
+            ..GenerationData::default()
         };
         if !full {
             return Ok(data);
@@ -79,13 +75,11 @@ impl GenerationData {
             (data.page_keys, data.page_vectors) =
                 page::read_rows(&dir.join(page::DIR), m.embedder.dim)?;
         }
-        if let Some(m) = &manifest.late {
-            let late_dir = dir.join(late::DIR);
-            data.late_keys = fsio::read_jsonl(&late_dir.join(LATE_KEYS))?;
-            let index = LateIndex::open(&late_dir, m.embedder.dim, data.late_keys.len())?;
-            data.late_tokens = (0..data.late_keys.len())
-                .map(|row| index.page(row).unwrap_or_default())
+        if let Some(route) = LateRoute::open(dir, manifest)? {
+            data.late_tokens = (0..route.keys.len())
+                .map(|row| route.index.page(row).unwrap_or_default())
                 .collect();
+            data.late_keys = route.keys;
         }
         Ok(data)
     }
@@ -233,6 +227,20 @@ struct DocEntry {
     page_vectors: BTreeMap<u32, Vec<f32>>,
     /// Late-interaction token vectors by page number.
     page_tokens: BTreeMap<u32, TokenMatrix>,
+}
+
+impl DocEntry {
+    /// A document with no content yet.
+    fn new(doc: Document) -> Self {
+        DocEntry {
+            doc,
+            pages: Vec::new(),
+            passages: Vec::new(),
+            vectors: Vec::new(),
+            page_vectors: BTreeMap::new(),
+            page_tokens: BTreeMap::new(),
+        }
+    }
 }
 
 /// What a commit did.
@@ -383,12 +391,10 @@ impl StoreWriter {
         self.docs.insert(
             doc.doc_id.clone(),
             DocEntry {
-                doc,
                 pages,
                 passages,
                 vectors,
-                page_vectors: BTreeMap::new(),
-                page_tokens: BTreeMap::new(),
+                ..DocEntry::new(doc)
             },
         );
         self.dirty = true;
@@ -503,13 +509,7 @@ impl StoreWriter {
         }
         let mut data = GenerationData {
             documents: Vec::with_capacity(self.docs.len()),
-            pages: Vec::new(),
-            passages: Vec::new(),
-            vectors: Vec::new(),
-            page_keys: Vec::new(),
-            page_vectors: Vec::new(),
-            late_keys: Vec::new(),
-            late_tokens: Vec::new(),
+            ..GenerationData::default()
         };
         for entry in self.docs.into_values() {
             let key = |page| PageKey {
@@ -572,19 +572,7 @@ fn group_by_document(data: GenerationData, manifest: &Manifest) -> BTreeMap<DocI
     let mut docs: BTreeMap<DocId, DocEntry> = data
         .documents
         .into_iter()
-        .map(|doc| {
-            (
-                doc.doc_id.clone(),
-                DocEntry {
-                    doc,
-                    pages: Vec::new(),
-                    passages: Vec::new(),
-                    vectors: Vec::new(),
-                    page_vectors: BTreeMap::new(),
-                    page_tokens: BTreeMap::new(),
-                },
-            )
-        })
+        .map(|doc| (doc.doc_id.clone(), DocEntry::new(doc)))
         .collect();
     for page in data.pages {
         if let Some(e) = docs.get_mut(&page.key.doc_id) {
