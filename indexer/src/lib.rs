@@ -15,6 +15,7 @@ mod pictures;
 pub mod render;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio_core::{
@@ -62,6 +63,9 @@ pub struct FileReport {
     pub path: String,
     /// What happened.
     pub status: FileStatus,
+    /// The document's id, when it is in the index (indexed or unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_id: Option<String>,
     /// Page count of the PDF, when it could be read.
     pub pages: Option<u32>,
     /// Why it failed; `None` unless failed.
@@ -132,6 +136,28 @@ pub struct IndexSettings {
     /// Extract each PDF's text in a worker process under a time limit and a memory cap;
     /// `None` extracts in-process (behind a panic net only).
     pub isolation: Option<isolate::Isolation>,
+    /// Told about each input as soon as it is done, before the run commits.
+    pub observer: Option<FileObserver>,
+}
+
+/// A callback told the position and report of each input as it is done: how a caller follows
+/// a run's progress (an ingestion task, for example).
+#[derive(Clone)]
+pub struct FileObserver(pub Arc<ObserveFile>);
+
+/// What a [`FileObserver`] calls: the input's position and its report.
+pub type ObserveFile = dyn Fn(usize, &FileReport) + Send + Sync;
+
+impl std::fmt::Debug for FileObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileObserver")
+    }
+}
+
+impl PartialEq for FileObserver {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Default for IndexSettings {
@@ -146,6 +172,7 @@ impl Default for IndexSettings {
             collection: None,
             tags: Vec::new(),
             isolation: None,
+            observer: None,
         }
     }
 }
@@ -216,6 +243,7 @@ pub fn collect_pdfs(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<FileReport>) {
             missing.push(FileReport {
                 path: input.display().to_string(),
                 status: FileStatus::Failed,
+                doc_id: None,
                 pages: None,
                 reason: Some("no such file or directory".into()),
                 warning: None,
@@ -438,6 +466,9 @@ impl<'a> Run<'a> {
                     info!(path = %file.path, status = ?file.status, pages = ?file.pages, "input done")
                 }
             }
+            if let Some(observer) = &self.settings.observer {
+                (observer.0)(i, &file);
+            }
             self.report.files.push(file);
             bar.inc(1);
         }
@@ -460,6 +491,7 @@ impl<'a> Run<'a> {
         let report = |status, pages, reason| FileReport {
             path: label.to_string(),
             status,
+            doc_id: None,
             pages,
             reason,
             warning: None,
@@ -475,7 +507,10 @@ impl<'a> Run<'a> {
             if doc.meta != meta {
                 self.writer.set_meta(&id, meta);
             }
-            return report(FileStatus::Unchanged, Some(pages), None);
+            return FileReport {
+                doc_id: Some(id.0),
+                ..report(FileStatus::Unchanged, Some(pages), None)
+            };
         }
         let page_texts = match pages() {
             Ok(p) => p,
@@ -550,6 +585,7 @@ impl<'a> Run<'a> {
         FileReport {
             warning,
             pages_without_text,
+            doc_id: Some(doc_id.0),
             ..report(FileStatus::Indexed, Some(n_pages), None)
         }
     }
@@ -591,6 +627,7 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
     let failed = |reason: String| FileReport {
         path: label.clone(),
         status: FileStatus::Failed,
+        doc_id: None,
         pages: None,
         reason: Some(reason),
         warning: None,
@@ -716,6 +753,7 @@ mod tests {
             files: vec![FileReport {
                 path: "x.pdf".into(),
                 status: FileStatus::Unchanged,
+                doc_id: None,
                 pages: Some(3),
                 reason: None,
                 warning: None,

@@ -264,13 +264,8 @@ struct IndexArgs {
     /// Tag the documents of this run (repeatable; searches can filter by tags).
     #[arg(long = "tag")]
     tags: Vec<String>,
-    /// Seconds a file's text extraction may take (in a worker process); 0 extracts
-    /// in-process, without time or memory limits.
-    #[arg(long, default_value_t = 120.0)]
-    file_time_limit: f64,
-    /// MiB of memory a file's text extraction may use.
-    #[arg(long, default_value_t = 4096)]
-    file_memory_limit: u64,
+    #[command(flatten)]
+    isolation: IsolationArgs,
     #[command(flatten)]
     ann: AnnArgs,
     #[command(flatten)]
@@ -400,18 +395,82 @@ impl FilterArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Index directory.
+    /// Index directory; created empty (with the text embedder and any page embedders given)
+    /// when missing, so documents can be uploaded.
     #[arg(long)]
     index: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "FOLIO_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Admin API keys (comma-separated, 16+ characters each): may upload and delete.
+    #[arg(
+        long = "admin-key",
+        env = "FOLIO_ADMIN_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    admin_keys: Vec<String>,
+    /// Search API keys (comma-separated, 16+ characters each): may search and read. With no
+    /// key at all the API is open.
+    #[arg(
+        long = "search-key",
+        env = "FOLIO_SEARCH_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    search_keys: Vec<String>,
+    /// Server-side folder that `POST /v1/documents` may index by path (off by default).
+    #[arg(long, env = "FOLIO_INGEST_ROOT")]
+    ingest_root: Option<PathBuf>,
+    /// Where ingestion tasks and uploaded PDFs are kept (default: <index>/service).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Largest upload request, in MiB.
+    #[arg(long, default_value_t = 512)]
+    max_upload_mb: usize,
+    /// Time limit of one request, in seconds.
+    #[arg(long, default_value_t = 60)]
+    request_timeout: u64,
+    /// Requests in flight beyond which the server answers 429 (retry-after).
+    #[arg(long, default_value_t = 256)]
+    max_concurrent: usize,
+    /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
+    #[arg(long, env = "FOLIO_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origin: Vec<String>,
     #[command(flatten)]
     embedder: EmbedderArg,
     #[command(flatten)]
     page_models: PageModelArgs,
     #[command(flatten)]
     ranker: RankerArgs,
+    #[command(flatten)]
+    isolation: IsolationArgs,
+}
+
+/// How each PDF's text is extracted: in a worker process with limits, or in-process.
+#[derive(Args)]
+struct IsolationArgs {
+    /// Seconds one PDF's text extraction may take (in a worker process); 0 extracts
+    /// in-process, without time or memory limits.
+    #[arg(long, default_value_t = 120.0)]
+    file_time_limit: f64,
+    /// MiB of memory one PDF's text extraction may use.
+    #[arg(long, default_value_t = 4096)]
+    file_memory_limit: u64,
+}
+
+impl IsolationArgs {
+    fn isolation(&self) -> Result<Option<folio_indexer::isolate::Isolation>> {
+        if self.file_time_limit <= 0.0 {
+            return Ok(None);
+        }
+        Ok(Some(folio_indexer::isolate::Isolation {
+            program: std::env::current_exe().context("locating the folio binary")?,
+            args: vec!["extract-worker".into()],
+            time_limit: std::time::Duration::from_secs_f64(self.file_time_limit),
+            memory_limit: self.file_memory_limit.saturating_mul(1024 * 1024),
+        }))
+    }
 }
 
 #[derive(Args)]
@@ -617,16 +676,8 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         page_images: !args.no_page_images,
         collection: args.collection.clone(),
         tags: args.tags.clone(),
-        isolation: if args.file_time_limit > 0.0 {
-            Some(folio_indexer::isolate::Isolation {
-                program: std::env::current_exe().context("locating the folio binary")?,
-                args: vec!["extract-worker".into()],
-                time_limit: std::time::Duration::from_secs_f64(args.file_time_limit),
-                memory_limit: args.file_memory_limit.saturating_mul(1024 * 1024),
-            })
-        } else {
-            None
-        },
+        isolation: args.isolation.isolation()?,
+        observer: None,
     };
     let text_source = source.dir.display().to_string();
     fn as_model(m: &Option<LoadedPageModel>) -> Option<(&dyn PageEmbedder, Option<&str>)> {
@@ -873,16 +924,70 @@ fn print_hits(response: &SearchResponse) {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    let mut pipeline = open_pipeline(&args.index, args.embedder.embedder, &args.page_models)?;
+    let existing = Manifest::read(&args.index)?;
+    let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
+    let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), false)?;
+    let text_source = source.dir.display().to_string();
+    let shared = |m: &Option<LoadedPageModel>| {
+        m.as_ref()
+            .map(|(e, dir)| (e.clone() as Arc<dyn PageEmbedder>, Some(dir.clone())))
+    };
+    let ingest = folio_server::IngestModels {
+        text: embedder.clone(),
+        text_source: Some(text_source),
+        page: shared(&page),
+        late: shared(&late),
+        settings: IndexSettings {
+            progress: false,
+            isolation: args.isolation.isolation()?,
+            ..IndexSettings::default()
+        },
+    };
+    if existing.is_none() {
+        let models = Embedders {
+            text: ingest.text.as_ref(),
+            text_source: ingest.text_source.as_deref(),
+            page: page
+                .as_ref()
+                .map(|(e, d)| (e.as_ref() as &dyn PageEmbedder, Some(d.as_str()))),
+            late: late
+                .as_ref()
+                .map(|(e, d)| (e.as_ref() as &dyn PageEmbedder, Some(d.as_str()))),
+        };
+        StoreWriter::open_with(&args.index, models.models())?.commit()?;
+        eprintln!("created an empty index at {}", args.index.display());
+    }
+    let text: Arc<dyn Embedder> = embedder;
+    let mut pipeline = Pipeline::new(Arc::new(Store::open(&args.index)?), Some(text))?;
+    for (model, _) in [page, late].into_iter().flatten() {
+        pipeline.add_page_embedder(model)?;
+    }
     attach_rerankers(&mut pipeline, &args.ranker, false)?;
-    let pipeline = Arc::new(pipeline);
+    let config = folio_server::ServerConfig {
+        keys: folio_server::ApiKeys::new(&args.admin_keys, &args.search_keys)
+            .map_err(anyhow::Error::msg)?,
+        max_upload_bytes: args.max_upload_mb.saturating_mul(1024 * 1024),
+        request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
+        max_concurrent: args.max_concurrent.max(1),
+        cors_origins: args.cors_origin,
+        ingest_root: args.ingest_root,
+        data_dir: args
+            .data_dir
+            .unwrap_or_else(|| folio_server::ServerConfig::new(&args.index).data_dir),
+        ..folio_server::ServerConfig::new(&args.index)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let addr = args.addr;
     runtime
-        .block_on(folio_server::serve(pipeline, args.addr))
-        .with_context(|| format!("serving on {}", args.addr))
+        .block_on(async move {
+            folio_server::Server::new(pipeline, config, Some(ingest))?
+                .serve(addr)
+                .await
+        })
+        .with_context(|| format!("serving on {addr}"))
 }
 
 fn demo(args: DemoArgs) -> Result<()> {

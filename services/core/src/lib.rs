@@ -19,6 +19,7 @@ mod error;
 pub use error::{EmbedError, RerankError, RetrieveError};
 
 /// Identifies a document by its content: the first 16 hex digits of the SHA-256 of its bytes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DocId(pub String);
@@ -61,6 +62,7 @@ impl fmt::Display for PageKey {
 }
 
 /// A stored document.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
     /// Content-derived id.
@@ -79,6 +81,7 @@ pub struct Document {
 }
 
 /// What searches can filter documents by, besides their id and path.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DocMeta {
@@ -102,6 +105,7 @@ impl DocMeta {
 
 /// Which documents a search may return; every given condition must hold (an empty filter
 /// keeps everything).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Filter {
@@ -172,6 +176,21 @@ pub struct Passage {
     pub char_end: u32,
     /// The passage text.
     pub text: String,
+}
+
+/// A rectangle on a page, in fractions of the page's width and height (origin top-left), so
+/// it can be drawn over the page image at any size.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BBox {
+    /// Left edge, 0..=1.
+    pub x0: f32,
+    /// Top edge, 0..=1.
+    pub y0: f32,
+    /// Right edge, 0..=1.
+    pub x1: f32,
+    /// Bottom edge, 0..=1.
+    pub y1: f32,
 }
 
 /// An embedding: one vector, or one vector per token for late interaction.

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio_core::{
-    Candidate, EmbedError, Embedder, Embedding, EmbeddingKind, Filter, FusedHit, Fuser, MAX_K,
-    PageEmbedder, PageImage, PreparedQuery, QueryInput, RankedList, Reranker, RetrieveError, Route,
-    VisualQuery,
+    BBox, Candidate, EmbedError, Embedder, Embedding, EmbeddingKind, Filter, FusedHit, Fuser,
+    MAX_K, PageEmbedder, PageImage, PreparedQuery, QueryInput, RankedList, Reranker, RetrieveError,
+    Route, VisualQuery,
 };
 use folio_store::Store;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ pub use fusion::{Rrf, Weighted};
 pub use query_image::{MAX_QUERY_IMAGE_BYTES, MAX_QUERY_IMAGE_SIDE, decode_query_image};
 pub use rerank::RerankOutcome;
 pub use routes::{Bm25Route, DenseRoute, LateRoute, PageRoute};
-pub use snippet::{SNIPPET_CHARS, snippet};
+pub use snippet::{SNIPPET_CHARS, highlights, snippet};
 
 /// Longest accepted query, in chars.
 pub const MAX_QUERY_CHARS: usize = 4096;
@@ -55,6 +55,7 @@ pub enum SearchError {
 }
 
 /// A search request, as the CLI and the HTTP API take it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
@@ -67,6 +68,7 @@ pub struct SearchRequest {
         skip_serializing_if = "Option::is_none",
         with = "query_image::base64_bytes"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
     pub image: Option<Vec<u8>>,
     /// Only documents that pass this filter (collection, tags, path prefix, ids, dates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +76,19 @@ pub struct SearchRequest {
     /// Number of pages to return, 1..=1000.
     #[serde(default = "default_k")]
     pub k: usize,
+    /// Pages skipped before the `k` returned (paging); `offset + k` is at most 1000.
+    #[serde(default)]
+    pub offset: usize,
+    /// Routes to run, a subset of the pipeline's (`bm25`, `dense`, `page`, `late`); all of
+    /// them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<String>>,
+    /// How the routes' lists are fused: `rrf` (default) or `weighted`.
+    #[serde(default = "default_fusion")]
+    pub fusion: String,
+    /// Ranking-manipulation defense: only `none` in this build.
+    #[serde(default = "default_defense")]
+    pub defense: String,
     /// Re-ranking stage: `none` (default), `pointwise`, `listwise` or `vlm`.
     #[serde(default = "default_rerank")]
     pub rerank: String,
@@ -92,6 +107,12 @@ fn default_k() -> usize {
 fn default_rerank() -> String {
     NO_RERANK.into()
 }
+fn default_fusion() -> String {
+    FUSERS[0].into()
+}
+fn default_defense() -> String {
+    DEFENSES[0].into()
+}
 fn default_rerank_depth() -> usize {
     20
 }
@@ -105,6 +126,10 @@ pub const NO_RERANK: &str = "none";
 pub const MAX_RERANK_DEPTH: usize = 100;
 /// Largest accepted `rerank_budget_ms` (10 minutes).
 pub const MAX_RERANK_BUDGET_MS: u64 = 600_000;
+/// Defenses a request may name in this build.
+pub const DEFENSES: [&str; 1] = ["none"];
+/// Defenses the API reserves; they answer a clear error until they are built.
+const PLANNED_DEFENSES: [&str; 3] = ["detect", "harden", "all"];
 
 impl SearchRequest {
     /// A request for the top `k` pages, without re-ranking.
@@ -114,6 +139,10 @@ impl SearchRequest {
             image: None,
             filter: None,
             k,
+            offset: 0,
+            routes: None,
+            fusion: default_fusion(),
+            defense: default_defense(),
             rerank: default_rerank(),
             rerank_depth: default_rerank_depth(),
             rerank_budget_ms: default_rerank_budget_ms(),
@@ -162,6 +191,38 @@ impl SearchRequest {
                 self.k
             )));
         }
+        if self.offset > MAX_K - self.k {
+            return Err(SearchError::InvalidRequest(format!(
+                "offset + k must be at most {MAX_K}, got {} + {}",
+                self.offset, self.k
+            )));
+        }
+        if !FUSERS.contains(&self.fusion.as_str()) {
+            return Err(SearchError::InvalidRequest(format!(
+                "unknown fusion {:?}; available: {}",
+                self.fusion,
+                FUSERS.join(", ")
+            )));
+        }
+        if !DEFENSES.contains(&self.defense.as_str()) {
+            let why = if PLANNED_DEFENSES.contains(&self.defense.as_str()) {
+                "is not built into this version"
+            } else {
+                "is unknown"
+            };
+            return Err(SearchError::InvalidRequest(format!(
+                "defense {:?} {why}; available: {}",
+                self.defense,
+                DEFENSES.join(", ")
+            )));
+        }
+        if let Some(routes) = &self.routes
+            && routes.is_empty()
+        {
+            return Err(SearchError::InvalidRequest(
+                "routes must name at least one route (or be left out for all)".into(),
+            ));
+        }
         if self.rerank_depth == 0 || self.rerank_depth > MAX_RERANK_DEPTH {
             return Err(SearchError::InvalidRequest(format!(
                 "rerank_depth must be between 1 and {MAX_RERANK_DEPTH}, got {}",
@@ -178,7 +239,8 @@ impl SearchRequest {
     }
 }
 
-/// Where the hit's passage sits in its page's text.
+/// Where the hit's passage sits in its page's text and on the page.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PassageSpan {
     /// Store-local passage id.
@@ -187,9 +249,14 @@ pub struct PassageSpan {
     pub char_start: u32,
     /// End offset (exclusive), in chars.
     pub char_end: u32,
+    /// The regions of the page the passage covers, for highlighting on the page image; empty
+    /// when the index has no layout for the page.
+    #[serde(default)]
+    pub boxes: Vec<BBox>,
 }
 
 /// Whether a page has extractable text.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TextLayer {
@@ -200,16 +267,22 @@ pub enum TextLayer {
 }
 
 /// One result page.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
     /// Document id (content hash prefix).
     pub doc_id: String,
+    /// The document's title (its file name without the extension).
+    pub title: String,
     /// Path the document was indexed from.
     pub path: String,
     /// 1-based page number.
     pub page: u32,
     /// A window of the best passage around the query terms.
     pub snippet: String,
+    /// `[start, end)` char offsets in `snippet` of the words that match the query's terms.
+    #[serde(default)]
+    pub highlights: Vec<[u32; 2]>,
     /// Whether the page has text (`none`: a scanned page, found by its image).
     pub text_layer: TextLayer,
     /// Fused score.
@@ -227,6 +300,7 @@ pub struct SearchHit {
 }
 
 /// Time spent in each stage, in milliseconds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// Embedding the query.
@@ -241,10 +315,17 @@ pub struct Timings {
 }
 
 /// The answer to a search.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResponse {
-    /// Pages, best first.
+    /// Pages, best first, from rank `offset + 1`.
     pub hits: Vec<SearchHit>,
+    /// The request's `offset`.
+    #[serde(default)]
+    pub offset: usize,
+    /// The request's `k`.
+    #[serde(default)]
+    pub k: usize,
     /// The re-ranker that ordered the hits (`none` when none ran).
     pub reranker: String,
     /// True when the requested re-ranker failed or ran out of time and the fused order was
@@ -293,7 +374,6 @@ pub struct Pipeline {
     /// The late-interaction route's model.
     late_embedder: Option<Arc<dyn PageEmbedder>>,
     routes: Vec<Box<dyn Route>>,
-    fuser: Box<dyn Fuser>,
     /// Re-rankers by request name, or why one cannot run.
     rerankers: BTreeMap<String, Result<Arc<dyn Reranker>, String>>,
 }
@@ -327,9 +407,23 @@ impl Pipeline {
             page_embedder: None,
             late_embedder: None,
             routes,
-            fuser: Box::new(Rrf::default()),
             rerankers: BTreeMap::new(),
         })
+    }
+
+    /// The same pipeline (routes, models, re-rankers) over another generation of the index,
+    /// checked against it like a new one.
+    pub fn reopened(&self, store: Arc<Store>) -> Result<Pipeline, SearchError> {
+        let mut p = Pipeline::new(store, self.embedder.clone())?;
+        for e in [&self.page_embedder, &self.late_embedder]
+            .into_iter()
+            .flatten()
+        {
+            p.add_page_embedder(e.clone())?;
+        }
+        p.rerankers = self.rerankers.clone();
+        p.keep_routes(&self.route_names())?;
+        Ok(p)
     }
 
     /// Adds the page route (a single-vector model) or the late-interaction route (a
@@ -460,26 +554,52 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Runs every route and fuses; no hit building.
-    #[instrument(skip_all, fields(k = request.k))]
-    pub fn retrieve(&self, request: &SearchRequest) -> Result<Retrieved, SearchError> {
-        request.validate()?;
-        let mut timings = Timings::default();
-        let started = Instant::now();
-        let query = self.prepare(request)?;
-        timings.embed_ms = ms(started);
-        let depth = request.k.max(MIN_ROUTE_DEPTH);
-        let mut lists = Vec::with_capacity(self.routes.len());
-        let answering: Vec<&dyn Route> = self
+    /// The routes a request selects (all by default), in pipeline order.
+    fn selected_routes(&self, request: &SearchRequest) -> Result<Vec<&dyn Route>, SearchError> {
+        let Some(names) = &request.routes else {
+            return Ok(self.routes.iter().map(|r| r.as_ref()).collect());
+        };
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !self.routes.iter().any(|r| r.name() == n.as_str()))
+        {
+            return Err(SearchError::InvalidRequest(format!(
+                "route {unknown:?} is not served here; available: {}",
+                self.route_names().join(", ")
+            )));
+        }
+        Ok(self
             .routes
             .iter()
             .map(|r| r.as_ref())
+            .filter(|r| names.iter().any(|n| n == r.name()))
+            .collect())
+    }
+
+    /// Runs the selected routes, `offset + k` pages deep, and fuses with the requested fuser;
+    /// no hit building.
+    #[instrument(skip_all, fields(k = request.k))]
+    pub fn retrieve(&self, request: &SearchRequest) -> Result<Retrieved, SearchError> {
+        request.validate()?;
+        let fuser = fuser_by_name(&request.fusion)?;
+        let selected = self.selected_routes(request)?;
+        let mut timings = Timings::default();
+        let started = Instant::now();
+        let query = self.prepare(request, &selected)?;
+        timings.embed_ms = ms(started);
+        let wanted = request.offset + request.k;
+        let depth = wanted.max(MIN_ROUTE_DEPTH);
+        let mut lists = Vec::with_capacity(selected.len());
+        let answering: Vec<&dyn Route> = selected
+            .iter()
+            .copied()
             .filter(|r| r.accepts(&query))
             .collect();
         if answering.is_empty() {
+            let names: Vec<&str> = selected.iter().map(|r| r.name()).collect();
             return Err(SearchError::InvalidRequest(format!(
-                "no route of this pipeline ({}) can answer {}",
-                self.route_names().join(", "),
+                "no selected route ({}) can answer {}",
+                names.join(", "),
                 match (request.has_text(), request.image.is_some()) {
                     (false, _) =>
                         "an image-only query: it needs the page route (GME-style page embedder)",
@@ -501,7 +621,7 @@ impl Pipeline {
             });
         }
         let started = Instant::now();
-        let fused = self.fuser.fuse(&lists, request.k);
+        let fused = fuser.fuse(&lists, wanted);
         timings.fuse_ms = ms(started);
         Ok(Retrieved {
             lists,
@@ -510,10 +630,15 @@ impl Pipeline {
         })
     }
 
-    /// Embeds the query once for each model a kept route needs: text for the dense route;
-    /// text and/or image for the page-image routes (the late route's model skips image
+    /// Embeds the query once for each model a selected route needs: text for the dense
+    /// route; text and/or image for the page-image routes (the late route's model skips image
     /// queries when it takes text only).
-    fn prepare(&self, request: &SearchRequest) -> Result<PreparedQuery, SearchError> {
+    fn prepare(
+        &self,
+        request: &SearchRequest,
+        selected: &[&dyn Route],
+    ) -> Result<PreparedQuery, SearchError> {
+        let runs = |name: &str| selected.iter().any(|r| r.name() == name);
         let image: Option<PageImage> = request
             .image
             .as_deref()
@@ -522,22 +647,25 @@ impl Pipeline {
             .map_err(SearchError::InvalidRequest)?;
         let text = request.has_text().then(|| request.query.clone());
         let text_embedding = match (&self.embedder, &text) {
-            (Some(e), Some(t)) => e.embed_queries(&[QueryInput::Text(t.clone())])?.pop(),
+            (Some(e), Some(t)) if runs(DenseRoute::NAME) => {
+                e.embed_queries(&[QueryInput::Text(t.clone())])?.pop()
+            }
             _ => None,
         };
         let visual = VisualQuery {
             text: text.clone(),
             image,
         };
-        let embed_visual =
-            |model: &Option<Arc<dyn PageEmbedder>>| -> Result<Option<Embedding>, EmbedError> {
-                match model {
-                    Some(m) if visual.image.is_none() || m.accepts_image_queries() => {
-                        Ok(m.embed_visual_queries(std::slice::from_ref(&visual))?.pop())
-                    }
-                    _ => Ok(None),
+        let embed_visual = |model: &Option<Arc<dyn PageEmbedder>>,
+                            route: &str|
+         -> Result<Option<Embedding>, EmbedError> {
+            match model {
+                Some(m) if runs(route) && (visual.image.is_none() || m.accepts_image_queries()) => {
+                    Ok(m.embed_visual_queries(std::slice::from_ref(&visual))?.pop())
                 }
-            };
+                _ => Ok(None),
+            }
+        };
         let allowed = request.filter.as_ref().filter(|f| !f.is_empty()).map(|f| {
             let docs = self.store.documents().values();
             Arc::new(
@@ -549,8 +677,8 @@ impl Pipeline {
         Ok(PreparedQuery {
             text: request.query.clone(),
             text_embedding,
-            page_embedding: embed_visual(&self.page_embedder)?,
-            late_embedding: embed_visual(&self.late_embedder)?,
+            page_embedding: embed_visual(&self.page_embedder, PageRoute::NAME)?,
+            late_embedding: embed_visual(&self.late_embedder, LateRoute::NAME)?,
             allowed,
         })
     }
@@ -562,7 +690,9 @@ impl Pipeline {
         let reranker = self.reranker(&request.rerank)?;
         let mut fused_request = request.clone();
         if reranker.is_some() {
-            fused_request.k = request.k.max(request.rerank_depth);
+            // Fuse deep enough for the re-ranker, then page over its order.
+            fused_request.offset = 0;
+            fused_request.k = (request.offset + request.k).max(request.rerank_depth);
         }
         let retrieved = self.retrieve(&fused_request)?;
         let mut timings = retrieved.timings;
@@ -585,12 +715,15 @@ impl Pipeline {
         let hits = outcome
             .order
             .iter()
+            .skip(request.offset)
             .take(request.k)
             .map(|&i| self.hit(&fused[i], i + 1, outcome.scores[i], &request.query))
             .collect();
         timings.fuse_ms += ms(started);
         Ok(SearchResponse {
             hits,
+            offset: request.offset,
+            k: request.k,
             reranker: reranker.map_or(NO_RERANK, |r| r.name()).to_string(),
             degraded: outcome.error.is_some(),
             rerank_error: outcome.error,
@@ -640,17 +773,21 @@ impl Pipeline {
         query: &str,
     ) -> SearchHit {
         let passage = self.passage_of(h);
+        let path = self
+            .store
+            .document(&h.page.doc_id)
+            .map(|d| d.path.clone())
+            .unwrap_or_default();
+        let snippet = passage.map(|p| snippet(&p.text, query)).unwrap_or_default();
         SearchHit {
             fused_rank,
             rerank_score,
             doc_id: h.page.doc_id.to_string(),
-            path: self
-                .store
-                .document(&h.page.doc_id)
-                .map(|d| d.path.clone())
-                .unwrap_or_default(),
+            title: title_of(&path),
+            path,
             page: h.page.page,
-            snippet: passage.map(|p| snippet(&p.text, query)).unwrap_or_default(),
+            highlights: highlights(&snippet, query),
+            snippet,
             text_layer: match self.store.first_passage(&h.page) {
                 Some(_) => TextLayer::Text,
                 None => TextLayer::None,
@@ -661,8 +798,20 @@ impl Pipeline {
                 id: p.id,
                 char_start: p.char_start,
                 char_end: p.char_end,
+                boxes: Vec::new(),
             }),
         }
+    }
+}
+
+/// A document's title as shown: its file name without the `.pdf` extension.
+pub fn title_of(path: &str) -> String {
+    let name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    match name.len().checked_sub(4) {
+        Some(cut) if name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(".pdf") => {
+            name[..cut].to_string()
+        }
+        _ => name.to_string(),
     }
 }
 

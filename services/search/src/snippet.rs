@@ -1,4 +1,5 @@
-//! Snippets: a short window of a passage around the first query term it contains.
+//! Snippets: a short window of a passage around the first query term it contains, and where
+//! the query's terms sit in it.
 
 /// Longest snippet, in chars (ellipses excluded).
 pub const SNIPPET_CHARS: usize = 240;
@@ -11,11 +12,7 @@ pub fn snippet(text: &str, query: &str) -> String {
     if words.is_empty() {
         return String::new();
     }
-    let terms: Vec<String> = query
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| t.chars().count() >= 3)
-        .map(str::to_lowercase)
-        .collect();
+    let terms = terms(query);
     let first_match = words.iter().position(|w| {
         let w = w.to_lowercase();
         terms.iter().any(|t| w.contains(t.as_str()))
@@ -57,6 +54,50 @@ pub fn snippet(text: &str, query: &str) -> String {
     out
 }
 
+/// The query's lowercased words of 3+ chars: what snippets centre on and highlight.
+fn terms(query: &str) -> Vec<String> {
+    query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| t.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// `[start, end)` char offsets in `snippet` of the words (alphanumeric runs) that contain a
+/// query term, in order, for highlighting.
+pub fn highlights(snippet: &str, query: &str) -> Vec<[u32; 2]> {
+    let terms = terms(query);
+    if terms.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut start = 0u32;
+    let mut flush = |word: &mut String, start: u32, end: u32| {
+        if !word.is_empty() {
+            let lower = word.to_lowercase();
+            if terms.iter().any(|t| lower.contains(t.as_str())) {
+                out.push([start, end]);
+            }
+            word.clear();
+        }
+    };
+    let mut n = 0u32;
+    for c in snippet.chars() {
+        if c.is_alphanumeric() {
+            if word.is_empty() {
+                start = n;
+            }
+            word.push(c);
+        } else {
+            flush(&mut word, start, n);
+        }
+        n += 1;
+    }
+    flush(&mut word, start, n);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +129,16 @@ mod tests {
         let s = snippet(&text, "absent");
         assert!(s.starts_with("w0 w1"), "{s}");
         assert!(s.ends_with(" …"), "{s}");
+    }
+
+    #[test]
+    fn highlights_mark_words_containing_terms() {
+        let s = "Tables: revenue-tables and TABLE of x";
+        // chars: "Tables" 0..6, "tables" 16..22 (in "revenue-tables"), "TABLE" 27..32.
+        assert_eq!(highlights(s, "table"), vec![[0, 6], [16, 22], [27, 32]]);
+        assert_eq!(highlights(s, "of x"), Vec::<[u32; 2]>::new());
+        assert_eq!(highlights("é café", "caf"), vec![[2, 6]]);
+        assert_eq!(highlights("", "table"), Vec::<[u32; 2]>::new());
     }
 
     #[test]

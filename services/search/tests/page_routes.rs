@@ -298,3 +298,122 @@ fn filters_limit_every_route_to_the_documents_they_keep() -> anyhow::Result<()> 
     assert_eq!(response.hits.len(), 3);
     Ok(())
 }
+
+#[test]
+fn a_request_picks_its_routes_fusion_and_page() -> anyhow::Result<()> {
+    let f = fixture()?;
+    let p = pipeline(&f)?;
+    let routes = |request: &SearchRequest| -> anyhow::Result<Vec<String>> {
+        Ok(p.retrieve(request)?
+            .lists
+            .into_iter()
+            .map(|l| l.route)
+            .collect())
+    };
+    let mut request = SearchRequest::new("rainfall section", 4);
+    request.routes = Some(vec!["late".into(), "bm25".into()]);
+    // Pipeline order, whatever the request's order.
+    assert_eq!(routes(&request)?, ["bm25", "late"]);
+    request.routes = Some(vec!["colbert".into()]);
+    let err = p.search(&request).err().map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("\"colbert\"") && e.contains("bm25, dense, page, late")),
+        "{err:?}"
+    );
+
+    // Paging: offset 2, k 2 is ranks 3 and 4 of the same ranking.
+    let all = p.search(&SearchRequest::new("rainfall section", 4))?;
+    let mut second = SearchRequest::new("rainfall section", 2);
+    second.offset = 2;
+    let page2 = p.search(&second)?;
+    let key = |h: &folio_search::SearchHit| (h.doc_id.clone(), h.page);
+    assert_eq!(
+        page2.hits.iter().map(key).collect::<Vec<_>>(),
+        all.hits[2..4].iter().map(key).collect::<Vec<_>>()
+    );
+    assert_eq!(page2.hits[0].fused_rank, 3);
+    assert_eq!((page2.offset, page2.k), (2, 2));
+
+    // Weighted fusion is a different scoring of the same lists.
+    let mut weighted = SearchRequest::new("rainfall section", 4);
+    weighted.fusion = "weighted".into();
+    let w = p.search(&weighted)?;
+    assert_eq!(w.hits.len(), 4);
+    assert_ne!(w.hits[0].score, all.hits[0].score);
+    weighted.fusion = "borda".into();
+    assert!(p.search(&weighted).is_err());
+
+    // Hits name their document and mark the query's words in the snippet.
+    let top = &all.hits[0];
+    assert_eq!(
+        top.title,
+        top.path
+            .trim_start_matches("/reports/")
+            .trim_end_matches(".pdf")
+    );
+    let marked: Vec<String> = top
+        .highlights
+        .iter()
+        .map(|[a, b]| {
+            top.snippet
+                .chars()
+                .skip(*a as usize)
+                .take((b - a) as usize)
+                .collect()
+        })
+        .collect();
+    assert_eq!(marked, ["section", "rainfall"], "{top:?}");
+    Ok(())
+}
+
+#[test]
+fn a_reopened_pipeline_keeps_its_routes_and_checks_the_new_generation() -> anyhow::Result<()> {
+    let f = fixture()?;
+    let mut p = pipeline(&f)?;
+    p.keep_routes(&["bm25", "page"])?;
+    let again = p.reopened(Arc::new(Store::open(f.store.dir())?))?;
+    assert_eq!(again.route_names(), ["bm25", "page"]);
+    let request = SearchRequest::new("rainfall section", 3);
+    assert_eq!(p.search(&request)?.hits, again.search(&request)?.hits);
+
+    // An index rebuilt with another text model cannot be swapped in.
+    let tmp = tempfile::tempdir()?;
+    let other = HashEmbedder::new(8);
+    let mut w = StoreWriter::open(tmp.path(), other.info(), None)?;
+    w.put_document(
+        Document {
+            doc_id: DocId("x".into()),
+            path: "/x.pdf".into(),
+            content_hash: "h".into(),
+            pages: 1,
+            bytes: 1,
+            meta: DocMeta::default(),
+        },
+        vec![],
+        vec![],
+        vec![],
+    )?;
+    w.commit()?;
+    let full = pipeline(&f)?;
+    let err = full
+        .reopened(Arc::new(Store::open(tmp.path())?))
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("embedder")),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn titles_drop_the_folder_and_the_pdf_extension() {
+    assert_eq!(
+        folio_search::title_of("/a/b/Annual Report.PDF"),
+        "Annual Report"
+    );
+    assert_eq!(folio_search::title_of("notes.txt"), "notes.txt");
+    assert_eq!(folio_search::title_of("C:\\x\\é.pdf"), "é");
+    assert_eq!(folio_search::title_of(".pdf"), "");
+}

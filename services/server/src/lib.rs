@@ -1,260 +1,373 @@
-//! Folio's HTTP API (axum).
+//! Folio's HTTP service (axum): search, ingestion and documents API, the search page, OpenAPI,
+//! metrics, API keys and limits. `docs/http-api.md` is the reference; `GET /openapi.json`
+//! is generated from the handlers' types.
 //!
-//! - `POST /v1/search` with `{"query": "...", "k": 10}` answers the same hits as
-//!   `folio search --json`. An `"image"` field (a PNG or JPEG, base64) makes it an image
-//!   query, alone or with text, for the page-image routes.
-//! - `GET /v1/documents/{doc_id}/pages/{page}/image` and `.../thumbnail` answer the stored
-//!   PNG of a page (`folio index` keeps them unless `--no-page-images`).
-//! - `GET /healthz` answers `{"status": "ok"}` with the open index's size.
-//!
-//! Every error is JSON, `{"error": {"code", "message"}}`, with a status that says whose fault
-//! it is ([`ApiError`]). Searches run on tokio's blocking pool: embedding is CPU-bound.
+//! - [`Server::new`] takes a [`Pipeline`] over an opened index, a [`ServerConfig`] and,
+//!   optionally, the [`IngestModels`] that `POST /v1/documents` indexes with.
+//! - Handlers never block the async runtime: searches, index writes and file reads run on
+//!   tokio's blocking pool. Ingestion runs one task at a time in a worker ([`tasks`]); its
+//!   queue is persisted, so tasks survive a restart.
+//! - The served index is swapped, without a restart, when a newer generation is published
+//!   (by an ingestion task, a delete, or `folio index` in another process).
+//! - Every error is JSON, `{"error": {"code", "message"}}`, from one [`ApiError`].
+
+mod auth;
+mod documents;
+mod error;
+mod ingest;
+mod limits;
+mod metrics;
+mod search;
+mod state;
+pub mod tasks;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Json;
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Json, Path, State};
-use axum::http::StatusCode;
-use axum::http::header;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use folio_core::{DocId, PageKey};
-use folio_search::{Pipeline, SearchError, SearchRequest, SearchResponse};
-use folio_store::PageImageKind;
+use folio_search::Pipeline;
 use serde::Serialize;
-use serde_json::json;
-use thiserror::Error;
-use tracing::{error, info};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::{info, warn};
+use utoipa::OpenApi;
 
-/// An API error; each variant maps to one status code and one stable `code` string.
-#[derive(Debug, Error)]
-pub enum ApiError {
-    /// The request body was refused: not JSON, wrong shape, wrong content type, too large.
-    #[error("{message}")]
-    Rejected {
-        /// 400, 413 or 415.
-        status: StatusCode,
-        /// What is wrong, naming the field where known.
-        message: String,
-    },
-    /// No such endpoint, or the wrong method for it.
-    #[error("{message}")]
-    NoRoute {
-        /// 404 or 405.
-        status: StatusCode,
-        /// What is wrong.
-        message: String,
-    },
-    /// The request is well-formed but invalid (empty query, k out of range, ...).
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// The service failed; details are logged, not returned.
-    #[error("internal error")]
-    Internal(String),
-}
+pub use auth::{Access, ApiKeys};
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use metrics::ProcessMemory;
+pub use state::{IndexHandle, ServerConfig};
+pub use tasks::{IngestModels, Task, TaskState};
 
-impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            ApiError::Rejected { status, .. } => (
-                *status,
-                match *status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    _ => "bad_json",
-                },
-            ),
-            ApiError::NoRoute { status, .. } => (
-                *status,
-                if *status == StatusCode::METHOD_NOT_ALLOWED {
-                    "method_not_allowed"
-                } else {
-                    "not_found"
-                },
-            ),
-            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        }
-    }
-}
+use state::AppState;
+use tasks::{Ingest, Worker};
 
-impl From<SearchError> for ApiError {
-    fn from(e: SearchError) -> Self {
-        match e {
-            SearchError::InvalidRequest(m) => ApiError::InvalidRequest(m),
-            e @ (SearchError::Setup(_) | SearchError::Embed(_) | SearchError::Retrieve(_)) => {
-                ApiError::Internal(e.to_string())
-            }
-        }
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        // Syntax and shape errors (axum says 400 and 422) are both a bad request here; a wrong
-        // content type (415) and a body over the limit (413) keep their own status.
-        let status = match r.status() {
-            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::Rejected {
-            status,
-            message: r.body_text(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        if let ApiError::Internal(detail) = &self {
-            error!(%detail, "request failed");
-        }
-        let body = json!({"error": {"code": code, "message": self.to_string()}});
-        (status, Json(body)).into_response()
-    }
-}
-
-#[derive(Clone)]
-struct AppState {
-    pipeline: Arc<Pipeline>,
-}
-
-/// Largest request body: a query image at its limit, base64-encoded, plus the rest.
+/// Largest JSON request body: a query image at its limit, base64-encoded, plus the rest.
 pub const MAX_BODY_BYTES: usize = folio_search::MAX_QUERY_IMAGE_BYTES / 3 * 4 + 64 * 1024;
 
-/// The API router over one pipeline.
-pub fn app(pipeline: Arc<Pipeline>) -> Router {
-    Router::new()
-        .route("/v1/search", post(search))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+/// The service over one index.
+pub struct Server {
+    state: AppState,
+    worker: Option<Worker>,
+}
+
+impl Server {
+    /// A server for `pipeline` (over an opened index). With `ingest`, `POST /v1/documents`
+    /// indexes with those models (the index's own); its task queue is opened, and tasks
+    /// left unfinished by an earlier run are queued again.
+    pub fn new(
+        pipeline: Pipeline,
+        config: ServerConfig,
+        ingest: Option<IngestModels>,
+    ) -> std::io::Result<Self> {
+        let (ingest, worker) = match ingest {
+            Some(models) => {
+                let (i, w) = Ingest::open(&config.data_dir, models)?;
+                (Some(i), Some(w))
+            }
+            None => (None, None),
+        };
+        let state = AppState {
+            in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
+            config: Arc::new(config),
+            index: Arc::new(IndexHandle::new(pipeline)),
+            ingest,
+            metrics: Arc::default(),
+            writer: Arc::default(),
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Server { state, worker })
+    }
+
+    /// The open index.
+    pub fn index(&self) -> &Arc<IndexHandle> {
+        &self.state.index
+    }
+
+    /// The router: the API, the page, and the service endpoints.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Starts the ingestion worker and the loop that picks up new index generations, on the
+    /// current tokio runtime. Call once.
+    pub fn start_background(&mut self) -> Vec<JoinHandle<()>> {
+        let mut handles = Vec::new();
+        if let (Some(ingest), Some(worker)) = (self.state.ingest.clone(), self.worker.take()) {
+            handles.push(tokio::spawn(ingest.run_worker(
+                worker,
+                self.state.index.clone(),
+                self.state.writer.clone(),
+            )));
+        }
+        let index = self.state.index.clone();
+        let every = self.state.config.reload_interval;
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let index = index.clone();
+                let _ = tokio::task::spawn_blocking(move || index.reload_if_newer()).await;
+            }
+        }));
+        handles
+    }
+
+    /// Serves on `addr` until Ctrl-C or SIGTERM; then `/readyz` turns 503 and requests in
+    /// flight finish. An ingestion task cut short runs again at the next start.
+    pub async fn serve(mut self, addr: SocketAddr) -> std::io::Result<()> {
+        if self.state.config.keys.is_open() && !addr.ip().is_loopback() {
+            warn!(%addr, "no API key is configured and the server listens beyond loopback: anyone who reaches it can search, upload and delete");
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        info!(addr = %listener.local_addr()?, "listening");
+        let background = self.start_background();
+        let draining = self.state.draining.clone();
+        let app = self.router();
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                draining.store(true, Ordering::Relaxed);
+            })
+            .await;
+        for h in background {
+            h.abort();
+        }
+        result
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let upload_limit = state.config.max_upload_bytes;
+    let api = Router::new()
+        .route(
+            "/v1/search",
+            post(search::search).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .route(
+            "/v1/documents",
+            get(documents::list)
+                .post(ingest::create)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/v1/documents/{doc_id}",
+            get(documents::show).delete(documents::delete),
+        )
         .route(
             "/v1/documents/{doc_id}/pages/{page}/{kind}",
-            get(page_image),
+            get(documents::page_image),
         )
+        .route("/v1/tasks", get(ingest::tasks))
+        .route("/v1/tasks/{task_id}", get(ingest::task))
+        .route_layer(from_fn_with_state(state.clone(), limits::limit))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_key));
+    let mut app = Router::new()
+        .route("/", get(web::index))
+        .route("/api", get(web::explorer))
+        .route("/assets/{name}", get(web::assets))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .merge(api)
+        .route_layer(from_fn_with_state(state.clone(), metrics::track))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(AppState { pipeline })
+        .method_not_allowed_fallback(method_not_allowed);
+    if let Some(cors) = cors(&state.config.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.with_state(state)
 }
 
-async fn search(
-    State(state): State<AppState>,
-    body: Result<Json<SearchRequest>, JsonRejection>,
-) -> Result<Json<SearchResponse>, ApiError> {
-    let Json(request) = body?;
-    let pipeline = state.pipeline.clone();
-    let response = tokio::task::spawn_blocking(move || pipeline.search(&request))
-        .await
-        .map_err(|e| ApiError::Internal(format!("search task failed: {e}")))??;
-    Ok(Json(response))
+/// CORS for the configured origins (`*`: any); none configured: no CORS headers.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([
+                header::HeaderName::from_static("server-timing"),
+                header::LOCATION,
+            ]),
+    )
 }
 
-#[derive(Serialize)]
-struct Health {
+/// What `/healthz` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves.
     status: &'static str,
+    /// Served index generation.
     generation: u64,
+    /// Documents in it.
     documents: usize,
+    /// Passages in it.
     passages: usize,
+    /// Routes a search may select.
     routes: Vec<String>,
+    /// Re-rankers a search may select.
     rerankers: Vec<String>,
+    /// Whether `POST /v1/documents` is available.
+    ingest: bool,
 }
 
+/// Liveness, with the served index's size and what searches may select.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health)))]
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
-    let store = state.pipeline.store();
+    let pipeline = state.index.pipeline();
+    let store = pipeline.store();
+    let names = |v: Vec<&str>| v.into_iter().map(String::from).collect();
     Json(Health {
         status: "ok",
         generation: store.manifest().generation,
         documents: store.documents().len(),
         passages: store.passage_count(),
-        routes: state
-            .pipeline
-            .route_names()
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        rerankers: state
-            .pipeline
-            .reranker_names()
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        routes: names(pipeline.route_names()),
+        rerankers: names(pipeline.reranker_names()),
+        ingest: state.ingest.is_some(),
     })
 }
 
-/// A stored page image or thumbnail, as PNG.
-async fn page_image(
-    State(state): State<AppState>,
-    Path((doc_id, page, kind)): Path<(String, String, String)>,
-) -> Result<Response, ApiError> {
-    let missing = |message: String| ApiError::NoRoute {
-        status: StatusCode::NOT_FOUND,
-        message,
-    };
-    let kind = match kind.as_str() {
-        "image" => PageImageKind::Page,
-        "thumbnail" => PageImageKind::Thumbnail,
-        other => {
-            return Err(missing(format!(
-                "no page resource {other:?}; use image or thumbnail"
-            )));
-        }
-    };
-    let page: u32 = page
-        .parse()
-        .map_err(|_| missing(format!("page {page:?} is not a page number")))?;
-    let store = state.pipeline.store();
-    let doc = store
-        .document(&DocId(doc_id.clone()))
-        .ok_or_else(|| missing(format!("no document {doc_id} in this index")))?;
-    if page == 0 || page > doc.pages {
-        return Err(missing(format!(
-            "document {doc_id} has pages 1 to {}, not {page}",
-            doc.pages
-        )));
+/// What `/readyz` answers when ready.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    status: &'static str,
+    /// Served index generation.
+    generation: u64,
+    /// Why the newest generation could not be opened (the previous one still serves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+}
+
+/// Readiness: the index is open and the models are loaded; 503 while shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "service", responses(
+    (status = 200, body = Ready),
+    (status = 503, body = ErrorBody),
+))]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::Unavailable("shutting down".into()));
     }
-    let key = PageKey {
-        doc_id: doc.doc_id.clone(),
-        page,
-    };
-    let path = store.page_image(&key, kind).ok_or_else(|| {
-        missing(format!(
-            "no stored image for page {page} of {doc_id} (indexed with --no-page-images, or \
-             the page did not render)"
-        ))
-    })?;
-    let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
-        .await
-        .map_err(|e| ApiError::Internal(format!("image read task failed: {e}")))?
-        .map_err(|e| ApiError::Internal(format!("reading a page image: {e}")))?;
-    Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
+    Ok(Json(Ready {
+        status: "ready",
+        generation: state.index.pipeline().store().manifest().generation,
+        warning: state.index.reload_error(),
+    }))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses(
+    (status = 200, content_type = "text/plain; version=0.0.4", body = String),
+))]
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The OpenAPI document of this API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Folio",
+        description = "Search visually rich PDFs: text and image queries over BM25, dense \
+                       passage, page-image and late-interaction routes, fused and optionally \
+                       re-ranked by an LLM."
+    ),
+    paths(
+        search::search,
+        documents::list,
+        ingest::create,
+        documents::show,
+        documents::delete,
+        documents::page_image,
+        ingest::tasks,
+        ingest::task,
+        healthz,
+        readyz,
+        metrics_text,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerKeys),
+    tags(
+        (name = "search", description = "Text and image search"),
+        (name = "documents", description = "Ingestion, documents and page images"),
+        (name = "service", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A search key (reads) or an admin key (writes), when the server has keys",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+async fn openapi_json() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(json) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json,
+        )
+            .into_response(),
+        Err(e) => {
+            ApiError::Internal(format!("rendering the OpenAPI document: {e}")).into_response()
+        }
+    }
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NoRoute {
-        status: StatusCode::NOT_FOUND,
-        message: "no such endpoint".into(),
-    }
+    ApiError::NotFound("no such endpoint".into())
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::NoRoute {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        message: "method not allowed for this endpoint".into(),
-    }
+    ApiError::MethodNotAllowed
 }
 
-/// Serves the API on `addr` until Ctrl-C or SIGTERM.
-pub async fn serve(pipeline: Arc<Pipeline>, addr: SocketAddr) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app(pipeline))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-}
-
+/// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -66,6 +66,12 @@ fn build_index(dir: &std::path::Path) -> anyhow::Result<Pipeline> {
     Ok(Pipeline::new(Arc::new(Store::open(dir)?), Some(embedder))?)
 }
 
+/// The router over `pipeline`, with default settings and no ingestion.
+fn app(pipeline: Pipeline) -> anyhow::Result<axum::Router> {
+    let config = folio_server::ServerConfig::new(pipeline.store().dir());
+    Ok(folio_server::Server::new(pipeline, config, None)?.router())
+}
+
 async fn call(app: axum::Router, req: Request<Body>) -> anyhow::Result<(StatusCode, Value)> {
     let response = app.oneshot(req).await?;
     let status = response.status();
@@ -86,7 +92,7 @@ fn error_code(v: &Value) -> &str {
 #[tokio::test]
 async fn search_returns_fused_hits_with_provenance() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let app = folio_server::app(Arc::new(build_index(tmp.path())?));
+    let app = app(build_index(tmp.path())?)?;
     let (status, body) = call(app, post(r#"{"query": "rainfall chart", "k": 2}"#)?).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     let hits = body["hits"].as_array().cloned().unwrap_or_default();
@@ -109,7 +115,7 @@ async fn search_returns_fused_hits_with_provenance() -> anyhow::Result<()> {
 #[tokio::test]
 async fn bad_requests_are_json_400s() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let app = folio_server::app(Arc::new(build_index(tmp.path())?));
+    let app = app(build_index(tmp.path())?)?;
     let cases = [
         (r#"{"query": "x", "k": 0}"#, "invalid_request", "k must be"),
         (
@@ -172,7 +178,7 @@ async fn bad_requests_are_json_400s() -> anyhow::Result<()> {
 #[tokio::test]
 async fn healthz_reports_the_index() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let app = folio_server::app(Arc::new(build_index(tmp.path())?));
+    let app = app(build_index(tmp.path())?)?;
     let (status, v) = call(app, Request::get("/healthz").body(Body::empty())?).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["status"], "ok");
@@ -215,7 +221,7 @@ async fn rerank_stage_reorders_reports_and_degrades() -> anyhow::Result<()> {
     pipeline.add_reranker("reverse", Arc::new(Fake("reverse")));
     pipeline.add_reranker("slow", Arc::new(Fake("slow")));
     pipeline.add_unavailable_reranker("vlm", "needs a vision model");
-    let app = folio_server::app(Arc::new(pipeline));
+    let app = app(pipeline)?;
 
     let (status, fused) = call(
         app.clone(),
@@ -288,7 +294,7 @@ async fn rerank_stage_reorders_reports_and_degrades() -> anyhow::Result<()> {
 #[tokio::test]
 async fn stored_page_images_are_served_and_missing_ones_are_json_404s() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let app = folio_server::app(Arc::new(build_index(tmp.path())?));
+    let app = app(build_index(tmp.path())?)?;
     let get = |uri: &str| Request::get(uri).body(Body::empty());
     for (uri, body) in [
         (
@@ -328,7 +334,7 @@ async fn stored_page_images_are_served_and_missing_ones_are_json_404s() -> anyho
             "/v1/documents/00000000000000aa/pages/1/pdf",
             "image or thumbnail",
         ),
-        ("/v1/documents/ffff/pages/1/image", "no document ffff"),
+        ("/v1/documents/ffff/pages/1/image", "no document \"ffff\""),
     ] {
         let (status, v) = call(app.clone(), get(uri)?).await?;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {v}");

@@ -305,6 +305,7 @@ impl StoreWriter {
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
         let base = Manifest::read(dir)?;
+        let base_missing = base.is_none();
         let mut docs = BTreeMap::new();
         if let Some(m) = &base {
             models.check_against(dir, m)?;
@@ -319,7 +320,8 @@ impl StoreWriter {
             models,
             base_docs: docs.keys().cloned().collect(),
             docs,
-            dirty: false,
+            // A new index is published on its first commit, even empty.
+            dirty: base_missing,
         })
     }
 
@@ -496,7 +498,8 @@ impl StoreWriter {
         self.docs.len()
     }
 
-    /// Writes the next generation and publishes it, if anything changed.
+    /// Writes the next generation and publishes it, if anything changed (a new index is
+    /// always published, so that it can be opened while still empty).
     pub fn commit(self) -> Result<CommitOutcome, StoreError> {
         if !self.dirty {
             return Ok(CommitOutcome::Unchanged);

@@ -270,3 +270,19 @@ fn leftovers_of_a_crashed_commit_are_ignored_and_replaced() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[test]
+fn a_new_index_opens_empty_after_its_first_commit() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let e = HashEmbedder::new(8);
+    let w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    assert_eq!(w.commit()?, CommitOutcome::Published { generation: 1 });
+    let store = Store::open(tmp.path())?;
+    assert!(store.documents().is_empty());
+    assert!(store.bm25_search("anything", 5, None)?.is_empty());
+    assert!(store.ann_search(&e.embed("anything"), 5, None)?.is_empty());
+    // Reopened with nothing to do, it stays at that generation.
+    let w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    assert_eq!(w.commit()?, CommitOutcome::Unchanged);
+    Ok(())
+}
