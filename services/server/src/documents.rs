@@ -15,6 +15,9 @@ use crate::ApiError;
 use crate::error::blocking;
 use crate::state::AppState;
 
+/// How long a delete waits for an ingestion task to finish writing.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest page of a listing.
 pub const MAX_LIMIT: usize = 1000;
 
@@ -233,7 +236,9 @@ pub(crate) async fn delete(
     if state.index.pipeline().store().document(&id).is_none() {
         return Err(no_document(&doc_id));
     }
-    let Ok(guard) = state.writer.clone().try_lock_owned() else {
+    // A running ingestion task holds the writer; wait a little for it, not for long.
+    let Ok(guard) = tokio::time::timeout(WRITER_WAIT, state.writer.clone().lock_owned()).await
+    else {
         return Err(ApiError::Conflict(
             "an ingestion task is writing the index; retry when it is done".into(),
         ));

@@ -124,18 +124,28 @@ impl Server {
 
     /// Serves on `addr` until Ctrl-C or SIGTERM; then `/readyz` turns 503 and requests in
     /// flight finish. An ingestion task cut short runs again at the next start.
-    pub async fn serve(mut self, addr: SocketAddr) -> std::io::Result<()> {
+    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        self.serve_until(listener, shutdown_signal()).await
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains like [`Server::serve`].
+    pub async fn serve_until(
+        mut self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
         if self.state.config.keys.is_open() && !addr.ip().is_loopback() {
             warn!(%addr, "no API key is configured and the server listens beyond loopback: anyone who reaches it can search, upload and delete");
         }
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        info!(addr = %listener.local_addr()?, "listening");
+        info!(%addr, "listening");
         let background = self.start_background();
         let draining = self.state.draining.clone();
         let app = self.router();
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
-                shutdown_signal().await;
+                shutdown.await;
                 draining.store(true, Ordering::Relaxed);
             })
             .await;

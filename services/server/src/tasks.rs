@@ -329,7 +329,7 @@ impl Ingest {
         let Worker { mut queue, models } = worker;
         let models = Arc::new(models);
         while let Some(id) = queue.recv().await {
-            let _guard = writer.lock().await;
+            let guard = writer.lock().await;
             let Some(inputs) = self.update(&id, |t| {
                 t.state = TaskState::Running;
                 t.started = Some(now());
@@ -380,6 +380,11 @@ impl Ingest {
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(format!("the indexing run crashed: {e}")),
             };
+            // Serve the new generation before the task says it is done, so that a client
+            // that sees `succeeded` finds its documents.
+            let handle = index.clone();
+            let _ = tokio::task::spawn_blocking(move || handle.reload_if_newer()).await;
+            drop(guard);
             self.update(&id, |t| {
                 t.finished = Some(now());
                 match &outcome {
@@ -408,8 +413,6 @@ impl Ingest {
                 ),
                 Err(e) => warn!(task = %id, error = %e, "ingestion task failed"),
             }
-            let handle = index.clone();
-            let _ = tokio::task::spawn_blocking(move || handle.reload_if_newer()).await;
         }
     }
 }
