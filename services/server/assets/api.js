@@ -109,6 +109,12 @@
     const close = isArray ? ']' : '}';
     const note = refLabel ? el('span', { class: 'jt-ref', text: ` ${refLabel}` }) : null;
     if (!entries.length) return el('div', {}, ...label, open + close, note);
+    // Short lists of plain values stay on one line.
+    if (isArray && value.every((v) => v === null || typeof v !== 'object') && JSON.stringify(value).length <= 80) {
+      const items = [];
+      value.forEach((v, i) => items.push(i ? ', ' : '', scalar(v)));
+      return el('div', {}, ...label, '[', ...items, ']', note);
+    }
     const summaryText = isArray ? `${open} ${entries.length} item${entries.length === 1 ? '' : 's'} ${close}` : `${open} … ${close}`;
     const details = el('details', {}, el('summary', {}, ...label, summaryText, note));
     if (depth < 3) details.open = true;
@@ -146,6 +152,44 @@
       if (schema.example !== undefined) return schema.example;
       if (Array.isArray(schema.examples) && schema.examples.length) return schema.examples[0];
     }
+    return undefined;
+  }
+
+  /**
+   * A starting body when the spec gives no example: the schema's required properties (and
+   * those with a default), with placeholder values.
+   */
+  function sampleOf(schemaRaw, depth) {
+    const schema = deref(schemaRaw);
+    if (!schema || typeof schema !== 'object' || depth > 4) return undefined;
+    if (schema.example !== undefined) return schema.example;
+    if (Array.isArray(schema.examples) && schema.examples.length) return schema.examples[0];
+    if (schema.default !== undefined) return schema.default;
+    const options = schema.oneOf || schema.anyOf;
+    if (Array.isArray(options)) {
+      const first = options.map(deref).find((o) => o && o.type !== 'null');
+      return sampleOf(first, depth + 1);
+    }
+    if (Array.isArray(schema.enum) && schema.enum.length) return schema.enum[0];
+    const type = [].concat(schema.type).find((t) => t && t !== 'null');
+    if (type === 'object' || (!type && schema.properties)) {
+      const out = {};
+      const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+      for (const [name, prop] of Object.entries(schema.properties || {})) {
+        const d = deref(prop) || {};
+        if (!required.has(name) && d.default === undefined && d.example === undefined) continue;
+        const v = sampleOf(prop, depth + 1);
+        if (v !== undefined && v !== null) out[name] = v;
+      }
+      return out;
+    }
+    if (type === 'array') {
+      const item = sampleOf(schema.items, depth + 1);
+      return item === undefined ? [] : [item];
+    }
+    if (type === 'string') return '';
+    if (type === 'integer' || type === 'number') return Number.isFinite(schema.minimum) ? schema.minimum : 0;
+    if (type === 'boolean') return false;
     return undefined;
   }
 
@@ -261,37 +305,63 @@
         input));
     }
 
+    // One editor per body type the form can send; a selector when there are several.
     const content = (reqBody && reqBody.content) || {};
     const types = Object.keys(content);
     const jsonType = types.find((t) => t.includes('json'));
     const multipartType = types.find((t) => t.startsWith('multipart/form-data'));
-    let mode = null;
+    const editors = [];
     let textarea = null;
     const partInputs = [];
     if (jsonType) {
-      mode = 'json';
       const id = uid('body');
-      const ex = exampleOf(deref(content[jsonType]));
+      const media = deref(content[jsonType]);
+      let ex = exampleOf(media);
+      if (ex === undefined) ex = sampleOf(media && media.schema, 0);
       textarea = el('textarea', { id, rows: '8', spellcheck: 'false' });
       textarea.value = ex === undefined ? '' : typeof ex === 'string' ? ex : JSON.stringify(ex, null, 2);
-      form.append(el('div', { class: 'field' }, el('label', { for: id, text: `Body (${jsonType})` }), textarea));
-    } else if (multipartType) {
-      mode = 'multipart';
+      editors.push({ mode: 'json', type: jsonType, node: el('div', { class: 'field' }, el('label', { for: id, text: `Body (${jsonType})` }), textarea) });
+    }
+    if (multipartType) {
+      const node = el('div', {});
       const schema = deref((deref(content[multipartType]) || {}).schema) || {};
+      const required = new Set(Array.isArray(schema.required) ? schema.required : []);
       for (const [name, propRaw] of Object.entries(schema.properties || {})) {
         const prop = deref(propRaw) || {};
-        const item = prop.type === 'array' ? deref(prop.items) || {} : prop;
+        const isArray = [].concat(prop.type).includes('array');
+        const item = isArray ? deref(prop.items) || {} : prop;
         const isFile = item.format === 'binary' || item.contentMediaType !== undefined || item.contentEncoding === 'binary';
         const id = uid('part');
         const input = isFile
-          ? el('input', { id, type: 'file', multiple: prop.type === 'array' ? true : null })
+          ? el('input', { id, type: 'file', multiple: isArray ? true : null })
           : el('input', { id, type: 'text', autocomplete: 'off' });
         partInputs.push({ name, input, isFile });
-        form.append(el('div', { class: 'field' }, el('label', { for: id, text: `${name} (${isFile ? 'file' : 'text'} part)` }), input));
+        const what = `${isFile ? 'file' : 'text'} part${required.has(name) ? ', required' : ''}`;
+        node.append(el('div', { class: 'field' },
+          el('label', { for: id }, `${name} `, el('span', { class: 'optional', text: `(${what})` })),
+          input,
+          prop.description ? el('span', { class: 'hint', text: prop.description }) : null));
       }
-      if (!partInputs.length) form.append(el('p', { class: 'hint', text: 'This multipart body has no described parts.' }));
-    } else if (types.length) {
-      form.append(el('p', { class: 'hint', text: `Body type ${types.join(', ')} cannot be sent from this form.` }));
+      if (!partInputs.length) node.append(el('p', { class: 'hint', text: 'This multipart body has no described parts.' }));
+      editors.push({ mode: 'multipart', type: multipartType, node });
+    }
+    const unsupported = types.filter((t) => t !== jsonType && t !== multipartType);
+    if (unsupported.length && !editors.length) {
+      form.append(el('p', { class: 'hint', text: `Body type ${unsupported.join(', ')} cannot be sent from this form.` }));
+    }
+    let current = editors[0] || null;
+    if (editors.length > 1) {
+      const id = uid('btype');
+      const select = el('select', { id }, ...editors.map((ed, i) => el('option', { value: String(i), text: ed.type })));
+      select.addEventListener('change', () => {
+        current = editors[Number(select.value)] || editors[0];
+        for (const ed of editors) ed.node.hidden = ed !== current;
+      });
+      form.append(el('div', { class: 'field' }, el('label', { for: id, text: 'Body type' }), select));
+    }
+    for (const ed of editors) {
+      ed.node.hidden = ed !== current;
+      form.append(ed.node);
     }
 
     const result = el('div', { class: 'try-result', 'aria-live': 'polite' });
@@ -322,6 +392,7 @@
       const key = storedKey();
       if (key && path.startsWith('/v1/')) headers.Authorization = `Bearer ${key}`;
       let body;
+      const mode = current ? current.mode : null;
       if (mode === 'json' && textarea.value.trim()) {
         try {
           JSON.parse(textarea.value);

@@ -744,6 +744,7 @@
     // The passage as text under the page when it cannot be drawn on it.
     ui.viewerSnippet.hidden = !(onHitPage && !boxes.length && hit.text_layer !== 'none' && hit.snippet);
     ui.viewerSnippet.replaceChildren(ui.viewerSnippet.hidden ? '' : markedText(hit.snippet, hit.highlights));
+    ui.viewer.classList.toggle('with-snippet', !ui.viewerSnippet.hidden);
 
     const info = viewer.pageInfo.get(n);
     if ((info && info.image === false) || (onHitPage && !hit.image_url)) {

@@ -23,6 +23,7 @@ pub const MAX_LIMIT: usize = 1000;
 
 /// Paging of a listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DocumentQuery {
     /// Entries skipped.
@@ -138,8 +139,8 @@ fn no_document(id: &str) -> ApiError {
     get, path = "/v1/documents", tag = "documents",
     params(DocumentQuery),
     responses(
-        (status = 200, body = DocumentList),
-        (status = 400, body = crate::error::ErrorBody),
+        (status = 200, description = "A page of documents", body = DocumentList),
+        (status = 400, description = "Bad paging parameters", body = crate::error::ErrorBody),
     ),
     security((), ("api_key" = [])),
 )]
@@ -179,8 +180,8 @@ pub(crate) async fn list(
     get, path = "/v1/documents/{doc_id}", tag = "documents",
     params(("doc_id" = String, Path, description = "Document id")),
     responses(
-        (status = 200, body = DocumentDetail),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 200, description = "The document and its pages", body = DocumentDetail),
+        (status = 404, description = "No such document", body = crate::error::ErrorBody),
     ),
     security((), ("api_key" = [])),
 )]
@@ -221,9 +222,9 @@ pub(crate) async fn show(
     delete, path = "/v1/documents/{doc_id}", tag = "documents",
     params(("doc_id" = String, Path, description = "Document id")),
     responses(
-        (status = 200, body = Deleted),
-        (status = 403, body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 200, description = "Removed", body = Deleted),
+        (status = 403, description = "Needs an admin key", body = crate::error::ErrorBody),
+        (status = 404, description = "No such document", body = crate::error::ErrorBody),
         (status = 409, description = "The index is being written", body = crate::error::ErrorBody),
     ),
     security((), ("api_key" = [])),
@@ -293,9 +294,9 @@ pub(crate) async fn delete(
         ("kind" = String, Path, description = "`image` or `thumbnail`"),
     ),
     responses(
-        (status = 200, content_type = "image/png", body = Vec<u8>),
+        (status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>),
         (status = 304, description = "Not modified (if-none-match)"),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 404, description = "No such document, page or stored image", body = crate::error::ErrorBody),
     ),
     security((), ("api_key" = [])),
 )]

@@ -68,6 +68,7 @@ pub struct TaskList {
 
 /// Paging of the task list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TaskQuery {
     /// Entries skipped.
@@ -96,9 +97,9 @@ fn ingest_of(state: &AppState) -> Result<&std::sync::Arc<Ingest>, ApiError> {
     responses(
         (status = 202, description = "Queued", body = Accepted,
          headers(("location" = String, description = "The task's URL"))),
-        (status = 400, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody),
-        (status = 413, body = crate::error::ErrorBody),
+        (status = 400, description = "Not PDFs, a bad form, or no such path", body = crate::error::ErrorBody),
+        (status = 403, description = "Needs an admin key, or a path outside the ingestion root", body = crate::error::ErrorBody),
+        (status = 413, description = "Over the upload limit", body = crate::error::ErrorBody),
     ),
     security((), ("api_key" = [])),
 )]
@@ -338,8 +339,8 @@ fn resolve_paths(root: &Path, requested: &[String]) -> Result<Vec<(PathBuf, Stri
     get, path = "/v1/tasks/{task_id}", tag = "documents",
     params(("task_id" = String, Path, description = "Task id")),
     responses(
-        (status = 200, body = Task),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 200, description = "The task", body = Task),
+        (status = 404, description = "No such task", body = crate::error::ErrorBody),
     ),
     security((), ("api_key" = [])),
 )]
@@ -358,8 +359,8 @@ pub(crate) async fn task(
     get, path = "/v1/tasks", tag = "documents",
     params(TaskQuery),
     responses(
-        (status = 200, body = TaskList),
-        (status = 400, body = crate::error::ErrorBody),
+        (status = 200, description = "A page of tasks", body = TaskList),
+        (status = 400, description = "Bad paging parameters", body = crate::error::ErrorBody),
     ),
     security((), ("api_key" = [])),
 )]

@@ -241,7 +241,7 @@ pub struct Health {
 }
 
 /// Liveness, with the served index's size and what searches may select.
-#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "Serving", body = Health)))]
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let pipeline = state.index.pipeline();
     let store = pipeline.store();
@@ -271,8 +271,8 @@ pub struct Ready {
 
 /// Readiness: the index is open and the models are loaded; 503 while shutting down.
 #[utoipa::path(get, path = "/readyz", tag = "service", responses(
-    (status = 200, body = Ready),
-    (status = 503, body = ErrorBody),
+    (status = 200, description = "Ready", body = Ready),
+    (status = 503, description = "Shutting down", body = ErrorBody),
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     if state.is_draining() {
@@ -287,7 +287,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses(
-    (status = 200, content_type = "text/plain; version=0.0.4", body = String),
+    (status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String),
 ))]
 async fn metrics_text(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state);

@@ -937,3 +937,33 @@ async fn over_loopback_a_stalled_client_times_out_alone() -> anyhow::Result<()> 
     tokio::time::timeout(Duration::from_secs(10), serving).await???;
     Ok(())
 }
+
+/// The OpenAPI document passes openapi-spec-validator (from `scripts/setup-openapi-venv.sh`,
+/// which `.ci/run` runs); without that venv the test says so and passes.
+#[test]
+fn openapi_document_validates() -> anyhow::Result<()> {
+    use utoipa::OpenApi;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join("scripts/.venv-openapi/bin/python");
+    if !python.is_file() {
+        eprintln!(
+            "skipped: no validator at {}; run scripts/setup-openapi-venv.sh",
+            python.display()
+        );
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("openapi.json");
+    std::fs::write(&file, folio_server::ApiDoc::openapi().to_pretty_json()?)?;
+    let out = std::process::Command::new(&python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator refused the document:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
