@@ -11,6 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use folio_search::Timings;
+use tracing::debug;
 
 use crate::state::AppState;
 
@@ -237,7 +238,8 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Middleware on matched routes: counts the request and times it.
+/// Middleware on matched routes: counts the request, times it, and logs it at debug level
+/// (`RUST_LOG=folio_server=debug`); headers, and so keys, are never logged.
 pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -246,12 +248,10 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.record_request(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    debug!(%route, %method, status, ms = seconds * 1000.0, "request");
+    state.metrics.record_request(&route, &method, status, seconds);
     response
 }
 
