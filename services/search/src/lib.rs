@@ -61,6 +61,7 @@ pub enum SearchError {
 pub struct SearchRequest {
     /// Free-text query; may be empty when `image` is given.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(example = "revenue by region in the third quarter"))]
     pub query: String,
     /// A query image (PNG or JPEG; base64 in JSON), searched by the page-image routes.
     #[serde(
@@ -75,9 +76,11 @@ pub struct SearchRequest {
     pub filter: Option<Filter>,
     /// Number of pages to return, 1..=1000.
     #[serde(default = "default_k")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000, example = 10))]
     pub k: usize,
     /// Pages skipped before the `k` returned (paging); `offset + k` is at most 1000.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 999))]
     pub offset: usize,
     /// Routes to run, a subset of the pipeline's (`bm25`, `dense`, `page`, `late`); all of
     /// them when absent.
@@ -94,10 +97,12 @@ pub struct SearchRequest {
     pub rerank: String,
     /// How many fused pages the re-ranker reads, 1..=100.
     #[serde(default = "default_rerank_depth")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub rerank_depth: usize,
     /// Time budget of the re-ranker in milliseconds; past it the fused order is returned with
     /// `degraded: true`.
     #[serde(default = "default_rerank_budget_ms")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 600_000))]
     pub rerank_budget_ms: u64,
 }
 

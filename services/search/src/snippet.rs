@@ -14,8 +14,8 @@ pub fn snippet(text: &str, query: &str) -> String {
     }
     let terms = terms(query);
     let first_match = words.iter().position(|w| {
-        let w = w.to_lowercase();
-        terms.iter().any(|t| w.contains(t.as_str()))
+        w.split(|c: char| !c.is_alphanumeric())
+            .any(|part| matches(&part.to_lowercase(), &terms))
     });
     // Start a few words before the match so it reads in context.
     let mut start = first_match.map_or(0, |i| i.saturating_sub(6));
@@ -54,17 +54,49 @@ pub fn snippet(text: &str, query: &str) -> String {
     out
 }
 
-/// The query's lowercased words of 3+ chars: what snippets centre on and highlight.
+/// Words too common to centre a snippet on or to highlight.
+const STOPWORDS: [&str; 32] = [
+    "about", "after", "all", "and", "any", "are", "but", "can", "did", "does", "for", "from",
+    "had", "has", "have", "how", "into", "its", "not", "our", "than", "that", "the", "their",
+    "this", "was", "were", "what", "when", "which", "who", "with",
+];
+
+/// The query's lowercased words of 3+ chars, stopwords left out: what snippets centre on and
+/// highlight.
 fn terms(query: &str) -> Vec<String> {
     query
         .split(|c: char| !c.is_alphanumeric())
         .filter(|t| t.chars().count() >= 3)
         .map(str::to_lowercase)
+        .filter(|t| !STOPWORDS.contains(&t.as_str()))
         .collect()
 }
 
-/// `[start, end)` char offsets in `snippet` of the words (alphanumeric runs) that contain a
-/// query term, in order, for highlighting.
+/// Whether a lowercased word matches a term: once a plural or verb ending is cut from both,
+/// one starts with the other (`tables` for `table`, `patents` for `patented`), the shorter
+/// keeping 3+ chars.
+fn matches(word: &str, terms: &[String]) -> bool {
+    let w = stem(word);
+    w.chars().count() >= 3
+        && terms.iter().any(|t| {
+            let t = stem(t);
+            w.starts_with(t) || (t.starts_with(w) && w.chars().count() >= 4)
+        })
+}
+
+/// `word` without one of a few English endings, when 3+ chars remain.
+fn stem(word: &str) -> &str {
+    ["ing", "ed", "es", "s"]
+        .iter()
+        .find_map(|end| {
+            word.strip_suffix(end)
+                .filter(|rest| rest.chars().count() >= 3)
+        })
+        .unwrap_or(word)
+}
+
+/// `[start, end)` offsets in `snippet`, in chars (Unicode scalar values), of the words
+/// (alphanumeric runs) that match a query term, in order, for highlighting.
 pub fn highlights(snippet: &str, query: &str) -> Vec<[u32; 2]> {
     let terms = terms(query);
     if terms.is_empty() {
@@ -75,8 +107,7 @@ pub fn highlights(snippet: &str, query: &str) -> Vec<[u32; 2]> {
     let mut start = 0u32;
     let mut flush = |word: &mut String, start: u32, end: u32| {
         if !word.is_empty() {
-            let lower = word.to_lowercase();
-            if terms.iter().any(|t| lower.contains(t.as_str())) {
+            if matches(&word.to_lowercase(), &terms) {
                 out.push([start, end]);
             }
             word.clear();
@@ -139,6 +170,12 @@ mod tests {
         assert_eq!(highlights(s, "of x"), Vec::<[u32; 2]>::new());
         assert_eq!(highlights("é café", "caf"), vec![[2, 6]]);
         assert_eq!(highlights("", "table"), Vec::<[u32; 2]>::new());
+        // Stopwords and words that merely contain a term are left alone; a shorter form of a
+        // term is marked.
+        assert_eq!(
+            highlights("Other than the patent, the patents", "the patented"),
+            vec![[15, 21], [27, 34]]
+        );
     }
 
     #[test]

@@ -251,7 +251,9 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
     debug!(%route, %method, status, ms = seconds * 1000.0, "request");
-    state.metrics.record_request(&route, &method, status, seconds);
+    state
+        .metrics
+        .record_request(&route, &method, status, seconds);
     response
 }
 

@@ -7,18 +7,17 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use folio_core::testing::HashEmbedder;
-use folio_core::{
-    Candidate, DocId, Document, Embedder, Page, PageKey, Passage, RerankBudget, RerankError,
-    Reranked, Reranker,
-};
+use folio_core::{Candidate, DocId, Embedder, RerankBudget, RerankError, Reranked, Reranker};
 use folio_indexer::IndexSettings;
 use folio_search::Pipeline;
 use folio_server::{ApiKeys, IngestModels, Server, ServerConfig};
-use folio_store::{PageImageKind, Store, StoreWriter};
+use folio_store::{Store, StoreWriter};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+mod common;
+use common::{DOC, code, embedder, get, json_post, message, send, small_index};
 
 const ADMIN: &str = "admin-key-0123456789";
 const READER: &str = "search-key-0123456789";
@@ -26,10 +25,6 @@ const BOUNDARY: &str = "folio-test-boundary";
 
 fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/samples")
-}
-
-fn embedder() -> Arc<HashEmbedder> {
-    Arc::new(HashEmbedder::new(32))
 }
 
 /// An empty index built with the test embedder, and the pipeline over it.
@@ -79,29 +74,6 @@ impl Fixture {
     }
 }
 
-async fn send(app: &axum::Router, req: Request<Body>) -> anyhow::Result<(StatusCode, Value)> {
-    let response = app.clone().oneshot(req).await?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    let value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| json!({ "raw": String::from_utf8_lossy(&bytes) }))
-    };
-    Ok((status, value))
-}
-
-fn get(uri: &str) -> anyhow::Result<Request<Body>> {
-    Ok(Request::get(uri).body(Body::empty())?)
-}
-
-fn json_post(uri: &str, body: impl Into<Body>) -> anyhow::Result<Request<Body>> {
-    Ok(Request::post(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body.into())?)
-}
-
 /// A multipart body: (part name, file name, bytes) each.
 fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
     let mut body = Vec::new();
@@ -133,14 +105,6 @@ fn multipart_post(uri: &str, body: Vec<u8>) -> anyhow::Result<Request<Body>> {
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
         .body(Body::from(body))?)
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_default()
-}
-
-fn message(v: &Value) -> &str {
-    v["error"]["message"].as_str().unwrap_or_default()
 }
 
 /// Polls a task until it finishes.
@@ -451,62 +415,15 @@ impl Reranker for Sleepy {
     }
 }
 
-/// A one-document index: three pages of text and a stored image of page 1.
-fn small_index(dir: &Path) -> anyhow::Result<Pipeline> {
-    let e = embedder();
-    let mut writer = StoreWriter::open(dir, e.info(), None)?;
-    let doc_id = DocId("00000000000000aa".into());
-    let texts = [
-        "Quarterly revenue grew in every region.",
-        "The bar chart compares rainfall across provinces.",
-        "Tighten the self-locking nut with a torque wrench.",
-    ];
-    let mut pages = Vec::new();
-    let mut passages = Vec::new();
-    let mut vectors = Vec::new();
-    for (i, text) in texts.iter().enumerate() {
-        let key = PageKey {
-            doc_id: doc_id.clone(),
-            page: i as u32 + 1,
-        };
-        pages.push(Page {
-            key: key.clone(),
-            text: text.to_string(),
-        });
-        passages.push(Passage {
-            id: 0,
-            page: key,
-            char_start: 0,
-            char_end: text.chars().count() as u32,
-            text: text.to_string(),
-        });
-        vectors.push(e.embed(text));
-    }
-    let doc = Document {
-        doc_id: doc_id.clone(),
-        path: "/data/Report 2024.pdf".into(),
-        content_hash: "aa".into(),
-        pages: 3,
-        bytes: 1,
-        meta: Default::default(),
-    };
-    writer.put_document(doc, pages, passages, vectors)?;
-    let first = PageKey { doc_id, page: 1 };
-    writer.put_page_image(&first, PageImageKind::Page, b"\x89PNG page one")?;
-    writer.commit()?;
-    let text: Arc<dyn Embedder> = e;
-    let mut p = Pipeline::new(Arc::new(Store::open(dir)?), Some(text))?;
-    p.add_reranker("sleepy", Arc::new(Sleepy(Duration::from_millis(400))));
-    Ok(p)
-}
-
 fn server_over_small_index(
     dir: &Path,
     configure: impl FnOnce(&mut ServerConfig),
 ) -> anyhow::Result<Server> {
     let mut config = ServerConfig::new(dir);
     configure(&mut config);
-    Ok(Server::new(small_index(dir)?, config, None)?)
+    let mut pipeline = small_index(dir)?;
+    pipeline.add_reranker("sleepy", Arc::new(Sleepy(Duration::from_millis(400))));
+    Ok(Server::new(pipeline, config, None)?)
 }
 
 fn with_key(mut req: Request<Body>, key: &str) -> Request<Body> {
@@ -525,7 +442,7 @@ async fn keys_guard_reads_and_writes() -> anyhow::Result<()> {
     let app = server.router();
     let search = || json_post("/v1/search", r#"{"query": "revenue"}"#);
     let delete = || {
-        Request::delete("/v1/documents/00000000000000aa")
+        Request::delete(format!("/v1/documents/{DOC}"))
             .body(Body::empty())
             .map_err(anyhow::Error::from)
     };
@@ -847,7 +764,7 @@ async fn a_generation_published_elsewhere_is_served_without_a_restart() -> anyho
     assert_eq!(v["generation"], 1);
     // Another process (here: a writer) removes the document.
     let mut writer = StoreWriter::open_existing(tmp.path())?;
-    writer.remove(&DocId("00000000000000aa".into()));
+    writer.remove(&DocId(DOC.into()));
     writer.commit()?;
     assert_eq!(server.index().reload_if_newer(), Some(2));
     let (_, v) = send(&app, get("/healthz")?).await?;
