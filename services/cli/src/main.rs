@@ -434,6 +434,10 @@ struct ServeArgs {
     /// Requests in flight beyond which the server answers 429 (retry-after).
     #[arg(long, default_value_t = 256)]
     max_concurrent: usize,
+    /// Text queries whose embeddings are kept for reuse (a repeated query skips the model);
+    /// 0 turns the cache off.
+    #[arg(long, default_value_t = 10_000)]
+    query_cache: usize,
     /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
     #[arg(long, env = "FOLIO_CORS_ORIGINS", value_delimiter = ',')]
     cors_origin: Vec<String>,
@@ -957,7 +961,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         StoreWriter::open_with(&args.index, models.models())?.commit()?;
         eprintln!("created an empty index at {}", args.index.display());
     }
-    let text: Arc<dyn Embedder> = embedder;
+    let mut text: Arc<dyn Embedder> = embedder;
+    if args.query_cache > 0 {
+        text = Arc::new(folio_search::CachedEmbedder::new(text, args.query_cache));
+    }
     let mut pipeline = Pipeline::new(Arc::new(Store::open(&args.index)?), Some(text))?;
     for (model, _) in [page, late].into_iter().flatten() {
         pipeline.add_page_embedder(model)?;

@@ -7,6 +7,7 @@
 //! from the store (document path, page, snippet of the best passage, rank in every route).
 
 mod fusion;
+mod query_cache;
 mod query_image;
 mod rerank;
 mod routes;
@@ -27,6 +28,7 @@ use thiserror::Error;
 use tracing::{debug, instrument};
 
 pub use fusion::{Rrf, Weighted};
+pub use query_cache::CachedEmbedder;
 pub use query_image::{MAX_QUERY_IMAGE_BYTES, MAX_QUERY_IMAGE_SIDE, decode_query_image};
 pub use rerank::RerankOutcome;
 pub use routes::{Bm25Route, DenseRoute, LateRoute, PageRoute};
@@ -61,7 +63,10 @@ pub enum SearchError {
 pub struct SearchRequest {
     /// Free-text query; may be empty when `image` is given.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(example = "revenue by region in the third quarter"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "revenue by region in the third quarter")
+    )]
     pub query: String,
     /// A query image (PNG or JPEG; base64 in JSON), searched by the page-image routes.
     #[serde(
