@@ -6,6 +6,7 @@
 //! trec_eval does, so the same numbers come out of `folio eval metrics` on the run files.
 //! [`runner::run_retrieval`] does both on a BEIR-layout dataset and writes a report.
 
+pub mod geo;
 pub mod metrics;
 pub mod plot;
 pub mod runner;
