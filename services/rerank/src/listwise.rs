@@ -169,6 +169,7 @@ impl ListwiseRanker {
         let mut listed = String::new();
         for (i, p) in passages.iter().enumerate() {
             let text = clean_and_truncate(&self.llm, p, self.settings.max_passage_tokens)?;
+            let text = self.template.defuse(&text);
             let id = (i + 1).to_string();
             listed.push_str(&fill(
                 item,

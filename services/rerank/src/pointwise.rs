@@ -92,6 +92,7 @@ impl PointwiseRanker {
     pub fn prompt_ids(&self, query: &str, passage: &str) -> Result<Vec<u32>, LlmError> {
         let query = self.llm.strip_special_tokens(query);
         let passage = clean_and_truncate(&self.llm, passage, self.settings.max_passage_tokens)?;
+        let passage = self.template.defuse(&passage);
         let values = BTreeMap::from([("query", query.as_str()), ("passage", passage.as_str())]);
         let messages = self.template.messages(&values);
         self.llm.encode(&self.llm.render(&messages, true)?)
