@@ -2,6 +2,7 @@
 //! metric, the stored scalar type and the graph parameters of [`AnnOptions`].
 
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
@@ -119,6 +120,51 @@ pub(crate) fn build(
 /// An HNSW index in memory; keys are row numbers.
 pub struct AnnIndex {
     index: Index,
+    /// usearch searches each need one of the index's reserved thread contexts, and fail
+    /// ("Reserve capacity ahead of searches!") when none is free: searches beyond that many
+    /// wait here for one.
+    slots: Slots,
+}
+
+/// Search contexts reserved per index: enough for every core twice over (searches are CPU
+/// bound, more at once only queue), at least 8.
+fn search_contexts() -> usize {
+    (std::thread::available_parallelism().map_or(1, |t| t.get()) * 2).max(8)
+}
+
+/// A counting semaphore over the index's search contexts.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Slots {
+            free: Mutex::new(n),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free context and holds it until the guard drops.
+    fn take(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 impl AnnIndex {
@@ -135,8 +181,9 @@ impl AnnIndex {
         let index = Index::new(&options.usearch(dim)).map_err(err)?;
         let n = vectors.len() / dim;
         let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let contexts = search_contexts();
         index
-            .reserve_capacity_and_threads(n.max(1), threads)
+            .reserve_capacity_and_threads(n.max(1), contexts)
             .map_err(err)?;
         let rows: Vec<&[f32]> = vectors.chunks_exact(dim).collect();
         let per_thread = n.div_ceil(threads).max(1);
@@ -158,7 +205,10 @@ impl AnnIndex {
                 .into_iter()
                 .try_for_each(|w| w.join().map_err(|_| err("an ANN build thread panicked"))?)
         })?;
-        Ok(AnnIndex { index })
+        Ok(AnnIndex {
+            index,
+            slots: Slots::new(contexts),
+        })
     }
 
     /// Saves the index to `path`.
@@ -183,7 +233,15 @@ impl AnnIndex {
             )));
         }
         index.change_expansion_search(options.ef_search);
-        Ok(AnnIndex { index })
+        // A loaded index has contexts for as many searches as cores; reserve more.
+        let contexts = search_contexts();
+        index
+            .reserve_capacity_and_threads(index.size().max(1), contexts)
+            .map_err(err)?;
+        Ok(AnnIndex {
+            index,
+            slots: Slots::new(contexts),
+        })
     }
 
     /// Number of vectors.
@@ -211,6 +269,7 @@ impl AnnIndex {
         if k == 0 || self.index.size() == 0 {
             return Ok(Vec::new());
         }
+        let _slot = self.slots.take();
         let matches = self.index.search(vector, k).map_err(err)?;
         Ok(similarities(matches))
     }
@@ -225,6 +284,7 @@ impl AnnIndex {
         if k == 0 || self.index.size() == 0 {
             return Ok(Vec::new());
         }
+        let _slot = self.slots.take();
         let matches = self.index.filtered_search(vector, k, keep).map_err(err)?;
         Ok(similarities(matches))
     }
@@ -237,4 +297,43 @@ fn similarities(matches: usearch::ffi::Matches) -> Vec<(u64, f32)> {
         .zip(matches.distances)
         .map(|(key, distance)| (key, 1.0 - distance))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loaded index serves many more simultaneous searches than it has cores (a server
+    /// runs searches on a large blocking pool): none fails for want of a search context.
+    #[test]
+    fn a_loaded_index_serves_many_searches_at_once() -> Result<(), StoreError> {
+        let dim = 16;
+        let vectors: Vec<f32> = (0..2000 * dim)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let options = AnnOptions::default();
+        let tmp = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
+        let path = tmp.path().join(FILE);
+        AnnIndex::build(&options, dim, &vectors)?.save(&path)?;
+        let index = AnnIndex::open(&path, &options, dim)?;
+        let failures = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for t in 0..48 {
+                let (index, vectors, failures) = (&index, &vectors, &failures);
+                scope.spawn(move || {
+                    for q in 0..40 {
+                        let row = (t * 40 + q) % 2000;
+                        let v = &vectors[row * dim..(row + 1) * dim];
+                        let found = index.search(v, 5);
+                        let filtered = index.filtered_search(v, 5, |k| k % 2 == 0);
+                        if found.is_err() || filtered.is_err() {
+                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(failures.into_inner(), 0);
+        Ok(())
+    }
 }
