@@ -6,8 +6,8 @@
 //! address space with `setrlimit(RLIMIT_AS)` before reading the file, and the indexer kills it
 //! when the time limit passes. (A stream that inflates to 400 MB takes 828 MB of memory
 //! uncapped; under a 256 MiB cap the allocation fails and the page comes back empty.) Either way the file fails alone with a named reason and the
-//! batch goes on. The worker answers one JSON object on stdout, `{"pages": [...]}` or
-//! `{"error": "..."}`.
+//! batch goes on. The worker answers one JSON object on stdout, `{"pages": [...]}` (each page's
+//! text and layout lines, as [`ExtractedPage`]) or `{"error": "..."}`.
 //!
 //! Page rendering stays in-process (its images are large to pass back); hayro runs behind its
 //! own panic net (see [`crate::render`]).
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::layout::ExtractedPage;
 use crate::pdf;
 
 /// Environment variable that passes the memory cap (bytes) to the worker.
@@ -42,12 +43,12 @@ pub struct Isolation {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum WorkerAnswer {
-    Pages(Vec<String>),
+    Pages(Vec<ExtractedPage>),
     Error(String),
 }
 
-/// Extracts the page texts of `path` in a worker process under `iso`'s limits.
-pub fn extract_isolated(iso: &Isolation, path: &Path) -> Result<Vec<String>, String> {
+/// Extracts the page texts and layouts of `path` in a worker process under `iso`'s limits.
+pub fn extract_isolated(iso: &Isolation, path: &Path) -> Result<Vec<ExtractedPage>, String> {
     let mut child = Command::new(&iso.program)
         .args(&iso.args)
         .arg(path)
@@ -126,7 +127,7 @@ pub fn worker_main(path: &Path) -> i32 {
         return 3;
     }
     let answer = match std::fs::read(path) {
-        Ok(bytes) => match pdf::extract_pages(bytes) {
+        Ok(bytes) => match pdf::extract_layout(bytes) {
             Ok(pages) => WorkerAnswer::Pages(pages),
             Err(e) => WorkerAnswer::Error(e.to_string()),
         },
@@ -138,5 +139,32 @@ pub fn worker_main(path: &Path) -> i32 {
             eprintln!("cannot write the answer: {e}");
             4
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_carries_the_layout_exactly() -> Result<(), Box<dyn std::error::Error>> {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/samples/multicolumn.pdf");
+        let pages = pdf::extract_layout(std::fs::read(path)?)?;
+        assert!(pages.iter().all(|p| !p.lines.is_empty()));
+        let json = serde_json::to_vec(&WorkerAnswer::Pages(pages.clone()))?;
+        match serde_json::from_slice::<WorkerAnswer>(&json)? {
+            WorkerAnswer::Pages(back) => assert_eq!(back, pages),
+            WorkerAnswer::Error(e) => return Err(e.into()),
+        }
+        // A page without lines leaves the field out.
+        let old = br#"{"pages":[{"text":"one page"}]}"#;
+        match serde_json::from_slice::<WorkerAnswer>(old)? {
+            WorkerAnswer::Pages(back) => {
+                assert_eq!(back, [ExtractedPage::text_only("one page".into())])
+            }
+            WorkerAnswer::Error(e) => return Err(e.into()),
+        }
+        Ok(())
     }
 }

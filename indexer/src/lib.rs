@@ -1,7 +1,8 @@
 //! PDF files in, a new store generation out.
 //!
-//! For each file: hash its bytes (unchanged content is skipped), extract page text
-//! ([`pdf::extract_pages`]), cut passages ([`chunk::chunk_text`]), embed them in batches with the
+//! For each file: hash its bytes (unchanged content is skipped), extract page text and layout
+//! ([`pdf::extract_layout`]), cut passages with the boxes they cover ([`chunk::chunk_page`]),
+//! embed them in batches with the
 //! given [`Embedder`], and hand the document to the [`StoreWriter`]. When page embedders are
 //! given ([`Embedders`]), every page is also rendered ([`render`]) and embedded as an image for
 //! the page route and/or the late-interaction route, a few pages at a time. A file that fails
@@ -10,6 +11,7 @@
 
 pub mod chunk;
 pub mod isolate;
+pub mod layout;
 pub mod pdf;
 mod pictures;
 pub mod render;
@@ -31,6 +33,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tracing::{info, instrument, warn};
 
+use layout::ExtractedPage;
 use pictures::Pictures;
 
 /// Files larger than this are refused unless the settings say otherwise.
@@ -352,7 +355,9 @@ pub fn index_texts(
                 modified: None,
                 pictures: None,
             };
-            ingest.document(source, || Ok(vec![doc.text.clone()]))
+            ingest.document(source, || {
+                Ok(vec![ExtractedPage::text_only(doc.text.clone())])
+            })
         },
     )
 }
@@ -403,7 +408,7 @@ pub fn index_pages(
                 modified: None,
                 pictures: image.map(Pictures::Image),
             };
-            ingest.document(source, || Ok(vec![text]))
+            ingest.document(source, || Ok(vec![ExtractedPage::text_only(text)]))
         },
     )
 }
@@ -480,12 +485,12 @@ impl<'a> Run<'a> {
         Ok(self.report)
     }
 
-    /// Indexes one document unless its content is already indexed: `pages` gives the text of
-    /// each page, or the reason it cannot.
+    /// Indexes one document unless its content is already indexed: `pages` gives the text (and
+    /// layout) of each page, or the reason it cannot.
     fn document(
         &mut self,
         source: Source<'_>,
-        pages: impl FnOnce() -> Result<Vec<String>, String>,
+        pages: impl FnOnce() -> Result<Vec<ExtractedPage>, String>,
     ) -> FileReport {
         let label = source.label;
         let report = |status, pages, reason| FileReport {
@@ -518,24 +523,31 @@ impl<'a> Run<'a> {
         };
         let doc_id = DocId::from_content_hash(&source.content_hash);
         let n_pages = u32::try_from(page_texts.len()).unwrap_or(u32::MAX);
-        let pages_without_text = page_texts.iter().filter(|t| t.trim().is_empty()).count() as u32;
+        let pages_without_text = page_texts
+            .iter()
+            .filter(|p| p.text.trim().is_empty())
+            .count() as u32;
         let mut pages = Vec::with_capacity(page_texts.len());
         let mut passages = Vec::new();
-        for (i, text) in page_texts.into_iter().enumerate() {
+        for (i, page) in page_texts.into_iter().enumerate() {
             let key = PageKey {
                 doc_id: doc_id.clone(),
                 page: i as u32 + 1,
             };
-            for c in chunk::chunk_text(&text, self.settings.chunk) {
+            for c in chunk::chunk_page(&page, self.settings.chunk) {
                 passages.push(Passage {
                     id: 0,
                     page: key.clone(),
                     char_start: c.char_start,
                     char_end: c.char_end,
                     text: c.text,
+                    boxes: c.boxes,
                 });
             }
-            pages.push(Page { key, text });
+            pages.push(Page {
+                key,
+                text: page.text,
+            });
         }
         let short = Path::new(label)
             .file_name()
@@ -668,7 +680,7 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
     let isolation = run.settings.isolation.clone();
     run.document(source, || match &isolation {
         Some(iso) => isolate::extract_isolated(iso, path),
-        None => pdf::extract_pages(bytes.clone()).map_err(|e| e.to_string()),
+        None => pdf::extract_layout(bytes.clone()).map_err(|e| e.to_string()),
     })
 }
 

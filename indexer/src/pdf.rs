@@ -4,12 +4,17 @@
 //! `catch_unwind` so that a parser panic fails one file, not the batch; that net is the last
 //! one, not the plan: known failure modes (empty, not a PDF, encrypted, no pages) are detected
 //! first.
+//!
+//! [`extract_layout`] also lays each page's text out on the page (lines and blocks with
+//! boxes, see [`crate::layout`]); [`extract_pages`] keeps the text only.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pdf_oxide::document::PdfDocument;
 use thiserror::Error;
 use tracing::warn;
+
+use crate::layout::{self, ExtractedPage};
 
 /// Why a file yields no pages.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -38,6 +43,13 @@ pub enum PdfError {
 /// extracted come back empty, with a warning logged; if no page at all can be read, the file
 /// fails.
 pub fn extract_pages(bytes: Vec<u8>) -> Result<Vec<String>, PdfError> {
+    extract_layout(bytes).map(|pages| pages.into_iter().map(|p| p.text).collect())
+}
+
+/// The text of each page with its layout, in page order (index 0 = page 1); the text is what
+/// [`extract_pages`] gives. A page whose layout cannot be worked out (its geometry is unusable,
+/// or the layout code panics) keeps its text with no lines.
+pub fn extract_layout(bytes: Vec<u8>) -> Result<Vec<ExtractedPage>, PdfError> {
     if bytes.is_empty() {
         return Err(PdfError::Empty);
     }
@@ -59,7 +71,7 @@ pub fn extract_pages(bytes: Vec<u8>) -> Result<Vec<String>, PdfError> {
     }
 }
 
-fn extract_unguarded(bytes: Vec<u8>) -> Result<Vec<String>, PdfError> {
+fn extract_unguarded(bytes: Vec<u8>) -> Result<Vec<ExtractedPage>, PdfError> {
     let doc = PdfDocument::from_bytes(bytes).map_err(|e| classify(&e))?;
     if doc.is_encrypted() && !matches!(doc.authenticate(b""), Ok(true)) {
         return Err(PdfError::Encrypted);
@@ -73,12 +85,22 @@ fn extract_unguarded(bytes: Vec<u8>) -> Result<Vec<String>, PdfError> {
     let mut failed = 0;
     for i in 0..count {
         match doc.extract_text(i) {
-            Ok(text) => pages.push(text),
+            Ok(text) => {
+                let lines = catch_unwind(AssertUnwindSafe(|| layout::page_layout(&doc, i, &text)))
+                    .unwrap_or_else(|_| {
+                        warn!(
+                            page = i + 1,
+                            "the page layout crashed; its text has no boxes"
+                        );
+                        Vec::new()
+                    });
+                pages.push(ExtractedPage { text, lines });
+            }
             Err(e) => {
                 warn!(page = i + 1, error = %e, "cannot extract page text");
                 failed += 1;
                 first_error.get_or_insert_with(|| e.to_string());
-                pages.push(String::new());
+                pages.push(ExtractedPage::default());
             }
         }
     }

@@ -6,10 +6,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use folio_indexer::pdf::extract_pages;
+use folio_indexer::pdf::extract_layout;
 use folio_indexer::render::{
     PageRenderer, RenderError, RenderSettings, encode_png, render_page, render_pages, thumbnail,
 };
@@ -121,19 +120,79 @@ fn letter_page_size_follows_dpi_and_the_pixel_cap() -> Result<(), RenderError> {
     Ok(())
 }
 
-fn samples() -> std::io::Result<Vec<PathBuf>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/samples");
-    let mut files: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
-        .collect();
-    files.sort();
-    Ok(files)
+fn is_dark(p: &image::Rgb<u8>) -> bool {
+    let [r, g, b] = p.0;
+    u32::from(r) + u32::from(g) + u32::from(b) < 3 * 128
+}
+
+/// Dark pixels of `img` inside the box `b` (fractions of the image) grown by `slack` pixels.
+fn ink_inside(img: &RgbImage, b: &folio_core::BBox, slack: f32) -> usize {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    // The pixels whose centres are in `lo..=hi`.
+    let range = |lo: f32, hi: f32, max: f32| {
+        let first = (lo - 0.5).ceil().max(0.0);
+        let last = (hi - 0.5).floor().min(max - 1.0);
+        first as u32..(last + 1.0).max(first) as u32
+    };
+    let xs = range(b.x0 * w - slack, b.x1 * w + slack, w);
+    let ys = range(b.y0 * h - slack, b.y1 * h + slack, h);
+    ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
+        .filter(|&(x, y)| is_dark(img.get_pixel(x, y)))
+        .count()
+}
+
+#[test]
+fn layout_boxes_sit_on_the_ink_of_turned_and_offset_pages() -> Result<(), Box<dyn std::error::Error>>
+{
+    for (media_box, rotate) in [
+        ([0, 0, 612, 792], None),
+        ([0, 0, 612, 792], Some(90)),
+        ([0, 0, 612, 792], Some(180)),
+        ([0, 0, 612, 792], Some(270)),
+        ([100, 100, 712, 892], None),
+        ([100, 100, 712, 892], Some(90)),
+    ] {
+        let at = format!("{media_box:?} /Rotate {rotate:?}");
+        let pdf = one_page_pdf(media_box, rotate);
+        let pages = extract_layout(pdf.clone())?;
+        assert_eq!(pages[0].text.trim(), "Folio renders pages", "{at}");
+        let [line] = pages[0].lines.as_slice() else {
+            return Err(format!("{at}: lines {:?}", pages[0].lines).into());
+        };
+        let img = render_page(&pdf, 0, &settings(72.0, u64::MAX))?;
+        // All the ink is in the box (give or take a pixel)...
+        let dark: Vec<(u32, u32)> = img
+            .enumerate_pixels()
+            .filter(|(_, _, p)| is_dark(p))
+            .map(|(x, y, _)| (x, y))
+            .collect();
+        assert!(dark.len() > 500, "{at}: {} dark pixels", dark.len());
+        let inside = ink_inside(&img, &line.bbox, 1.0);
+        assert_eq!(inside, dark.len(), "{at}: ink outside {line:?}");
+        // ... and the box is not much larger than the ink.
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let span = |v: &[u32]| {
+            v.iter().max().copied().unwrap_or(0) as f32
+                - v.iter().min().copied().unwrap_or(0) as f32
+                + 1.0
+        };
+        let ink_w = span(&dark.iter().map(|d| d.0).collect::<Vec<_>>());
+        let ink_h = span(&dark.iter().map(|d| d.1).collect::<Vec<_>>());
+        let (box_w, box_h) = (
+            (line.bbox.x1 - line.bbox.x0) * w,
+            (line.bbox.y1 - line.bbox.y0) * h,
+        );
+        assert!(
+            box_w < 1.3 * ink_w && box_h < 1.3 * ink_h,
+            "{at}: box {box_w}×{box_h} px for ink {ink_w}×{ink_h} px"
+        );
+    }
+    Ok(())
 }
 
 #[test]
 fn samples_render_every_page_the_extractor_sees() -> Result<(), Box<dyn std::error::Error>> {
-    let files = samples()?;
+    let files = common::samples()?;
     assert!(files.len() >= 5, "{} sample PDFs", files.len());
     let defaults = RenderSettings::default();
     let mut page_ms = Vec::new();
@@ -142,14 +201,21 @@ fn samples_render_every_page_the_extractor_sees() -> Result<(), Box<dyn std::err
     for path in &files {
         let name = path.display();
         let bytes = std::fs::read(path)?;
-        let texts = extract_pages(bytes.clone())?;
+        let layouts = extract_layout(bytes.clone())?;
+        let texts: Vec<&str> = layouts.iter().map(|p| p.text.as_str()).collect();
         let pages = render_pages(&bytes, &defaults)?;
         assert_eq!(pages.len(), texts.len(), "{name}: page count");
         total_pages += pages.len();
+        let (mut lines, mut inked) = (0, 0);
         for (i, (page, text)) in pages.iter().zip(&texts).enumerate() {
             let img = page
                 .as_ref()
                 .map_err(|e| format!("{name} page {}: {e}", i + 1))?;
+            // The layout's line boxes fall on the page image where the ink is.
+            for line in &layouts[i].lines {
+                lines += 1;
+                inked += usize::from(ink_inside(img, &line.bbox, 0.0) > 0);
+            }
             let (w, h) = img.dimensions();
             assert!(u64::from(w) * u64::from(h) <= defaults.max_pixels);
             // Where there is text there is ink.
@@ -168,6 +234,11 @@ fn samples_render_every_page_the_extractor_sees() -> Result<(), Box<dyn std::err
             let aspect = |a: u32, b: u32| f64::from(a) / f64::from(b);
             assert!((aspect(t.width(), t.height()) - aspect(w, h)).abs() < 0.01);
         }
+
+        assert!(
+            inked as f64 >= 0.95 * lines as f64,
+            "{name}: only {inked} of {lines} line boxes have ink"
+        );
 
         // Sizes follow the dpi: twice the dpi, twice the sides (within a pixel of rounding).
         let mut renderer = PageRenderer::open(&bytes)?;

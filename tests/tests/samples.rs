@@ -125,6 +125,25 @@ fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow:
             q.id,
             q.text
         );
+        // Every hit's passage comes with the boxes to highlight on the page image.
+        for h in &response.hits {
+            let Some(span) = &h.passage else { continue };
+            assert!(
+                !span.boxes.is_empty()
+                    && span.boxes.iter().all(|b| {
+                        [b.x0, b.y0, b.x1, b.y1]
+                            .iter()
+                            .all(|v| (0.0..=1.0).contains(v))
+                            && b.x0 < b.x1
+                            && b.y0 < b.y1
+                    }),
+                "query {}: {} page {} has boxes {:?}",
+                q.id,
+                h.path,
+                h.page,
+                span.boxes
+            );
+        }
     }
     assert_eq!(scores["rrf"][1], 1.0, "{scores:?}");
     assert!(

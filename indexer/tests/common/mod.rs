@@ -1,4 +1,5 @@
-//! Helpers shared by the indexer's integration tests.
+//! Helpers shared by the indexer's integration tests (each test binary uses some of them).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -27,5 +28,16 @@ pub fn qpdf_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     assert!(files.len() > 600, "{} files", files.len());
+    Ok(files)
+}
+
+/// The bundled sample PDFs (`datasets/samples/*.pdf`), sorted.
+pub fn samples() -> std::io::Result<Vec<PathBuf>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/samples");
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
+        .collect();
+    files.sort();
     Ok(files)
 }

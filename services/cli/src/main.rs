@@ -70,6 +70,9 @@ enum BenchCommand {
     /// HNSW build time, memory, recall@10 and QPS at several ef_search, next to faiss and
     /// hnswlib (--peer) on the same vectors.
     Ann(bench::ann::AnnBenchArgs),
+    /// Load test of a running `folio serve`: concurrent keep-alive clients searching in a
+    /// closed loop; throughput, latency percentiles, errors and the server's peak RSS.
+    Serve(bench::serve::ServeBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -286,6 +289,16 @@ struct RankerArgs {
     /// Listwise prompt: built-in name (permutation-v1) or a JSON template file.
     #[arg(long, default_value = folio_rerank::prompt::DEFAULT_LISTWISE)]
     listwise_prompt: String,
+    /// Pointwise prompt under the harden defense (candidate text fenced as data).
+    #[arg(long, default_value = folio_rerank::prompt::HARDENED_POINTWISE)]
+    hardened_pointwise_prompt: String,
+    /// Listwise prompt under the harden defense.
+    #[arg(long, default_value = folio_rerank::prompt::HARDENED_LISTWISE)]
+    hardened_listwise_prompt: String,
+    /// What happens to a candidate the detect defense flags: flag (keep its place), demote
+    /// (below the unflagged ones) or drop.
+    #[arg(long, default_value = "demote")]
+    defense_policy: folio_search::DefensePolicy,
 }
 
 impl Default for RankerArgs {
@@ -295,6 +308,9 @@ impl Default for RankerArgs {
             ranker: None,
             pointwise_prompt: folio_rerank::prompt::DEFAULT_POINTWISE.into(),
             listwise_prompt: folio_rerank::prompt::DEFAULT_LISTWISE.into(),
+            hardened_pointwise_prompt: folio_rerank::prompt::HARDENED_POINTWISE.into(),
+            hardened_listwise_prompt: folio_rerank::prompt::HARDENED_LISTWISE.into(),
+            defense_policy: folio_search::DefensePolicy::default(),
         }
     }
 }
@@ -310,6 +326,10 @@ struct RerankArgs {
     /// Re-ranker time budget in milliseconds (past it: fused order, marked degraded).
     #[arg(long, default_value_t = 30_000)]
     rerank_budget_ms: u64,
+    /// Ranking-manipulation defense: none, detect (flag instruction-like passages), harden
+    /// (hardened re-ranker prompt, damped re-ranking) or all.
+    #[arg(long, default_value = "none")]
+    defense: String,
     #[command(flatten)]
     ranker: RankerArgs,
 }
@@ -320,6 +340,7 @@ impl RerankArgs {
         r.rerank = self.rerank.clone();
         r.rerank_depth = self.rerank_depth;
         r.rerank_budget_ms = self.rerank_budget_ms;
+        r.defense = self.defense.clone();
         r
     }
 }
@@ -527,6 +548,9 @@ fn main() -> ExitCode {
             bench::embed::embed(a).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ann(a)) => bench::ann::ann(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Serve(a)) => {
+            bench::serve::serve(a).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -817,10 +841,14 @@ fn default_ranker_dir() -> Option<PathBuf> {
 }
 
 /// Loads the ranker LLM and builds the re-rankers named in `modes`.
-fn load_rerankers(
-    args: &RankerArgs,
-    modes: &[RerankMode],
-) -> Result<Vec<(&'static str, Arc<dyn Reranker>)>> {
+/// A re-ranker under the name requests use, and its twin with the hardened prompt.
+struct LoadedReranker {
+    name: &'static str,
+    plain: Arc<dyn Reranker>,
+    hardened: Arc<dyn Reranker>,
+}
+
+fn load_rerankers(args: &RankerArgs, modes: &[RerankMode]) -> Result<Vec<LoadedReranker>> {
     let reference = match &args.ranker {
         Some(r) => r.clone(),
         None => default_ranker_dir()
@@ -840,14 +868,27 @@ fn load_rerankers(
     );
     let mut out = Vec::new();
     for &mode in modes {
-        let (name, prompt) = match mode {
-            RerankMode::Pointwise => ("pointwise", &args.pointwise_prompt),
-            RerankMode::Listwise => ("listwise", &args.listwise_prompt),
+        let (name, prompt, hardened) = match mode {
+            RerankMode::Pointwise => (
+                "pointwise",
+                &args.pointwise_prompt,
+                &args.hardened_pointwise_prompt,
+            ),
+            RerankMode::Listwise => (
+                "listwise",
+                &args.listwise_prompt,
+                &args.hardened_listwise_prompt,
+            ),
             RerankMode::Vlm => bail!(folio_rerank::VLM_UNAVAILABLE),
             RerankMode::None => continue,
         };
-        if let Some(r) = folio_rerank::build_reranker(mode, llm.clone(), Some(prompt))? {
-            out.push((name, r));
+        let build = |prompt: &str| folio_rerank::build_reranker(mode, llm.clone(), Some(prompt));
+        if let (Some(plain), Some(hardened)) = (build(prompt)?, build(hardened)?) {
+            out.push(LoadedReranker {
+                name,
+                plain,
+                hardened,
+            });
         }
     }
     Ok(out)
@@ -857,6 +898,7 @@ fn load_rerankers(
 /// (or `needed`); otherwise records why they are unavailable. The vlm re-ranker is always
 /// unavailable, with its reason.
 fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) -> Result<()> {
+    pipeline.set_defense_policy(args.defense_policy);
     pipeline.add_unavailable_reranker("vlm", folio_rerank::VLM_UNAVAILABLE);
     if args.ranker.is_none() && !needed {
         for name in ["pointwise", "listwise"] {
@@ -864,8 +906,9 @@ fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) ->
         }
         return Ok(());
     }
-    for (name, r) in load_rerankers(args, &[RerankMode::Pointwise, RerankMode::Listwise])? {
-        pipeline.add_reranker(name, r);
+    for r in load_rerankers(args, &[RerankMode::Pointwise, RerankMode::Listwise])? {
+        pipeline.add_reranker(r.name, r.plain);
+        pipeline.add_hardened_reranker(r.name, r.hardened);
     }
     Ok(())
 }
@@ -1070,8 +1113,8 @@ fn demo(args: DemoArgs) -> Result<()> {
         return Ok(());
     }
     let mut pipeline = pipeline;
-    for (name, r) in load_rerankers(&RankerArgs::default(), &[RerankMode::Pointwise])? {
-        pipeline.add_reranker(name, r);
+    for r in load_rerankers(&RankerArgs::default(), &[RerankMode::Pointwise])? {
+        pipeline.add_reranker(r.name, r.plain);
     }
     let mut request = SearchRequest::new(q.text.clone(), 5);
     request.rerank = "pointwise".into();
@@ -1193,9 +1236,9 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
         metrics: metrics.clone(),
         rerankers: rerankers
             .into_iter()
-            .map(|(name, reranker)| folio_eval::runner::NamedReranker {
-                name: name.to_string(),
-                reranker,
+            .map(|r| folio_eval::runner::NamedReranker {
+                name: r.name.to_string(),
+                reranker: r.plain,
             })
             .collect(),
         rerank_depth: args.rerank_depth,

@@ -176,6 +176,11 @@ pub struct Passage {
     pub char_end: u32,
     /// The passage text.
     pub text: String,
+    /// The regions of the page the passage covers (line boxes merged per block), for
+    /// highlighting on the page image; empty when the page has no layout (text documents,
+    /// indexes built before layouts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boxes: Vec<BBox>,
 }
 
 /// A rectangle on a page, in fractions of the page's width and height (origin top-left), so

@@ -6,6 +6,7 @@
 //! route that can answer it for the top pages, fuse with [`Rrf`] (k = 60), and build the hits
 //! from the store (document path, page, snippet of the best passage, rank in every route).
 
+mod defense;
 mod fusion;
 mod query_cache;
 mod query_image;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{debug, instrument};
 
+pub use defense::{DEFENSES, Defense, DefensePolicy, Detector, InjectionPatterns, Suspicion};
 pub use fusion::{Rrf, Weighted};
 pub use query_cache::CachedEmbedder;
 pub use query_image::{MAX_QUERY_IMAGE_BYTES, MAX_QUERY_IMAGE_SIDE, decode_query_image};
@@ -94,7 +96,9 @@ pub struct SearchRequest {
     /// How the routes' lists are fused: `rrf` (default) or `weighted`.
     #[serde(default = "default_fusion")]
     pub fusion: String,
-    /// Ranking-manipulation defense: only `none` in this build.
+    /// Ranking-manipulation defense: `none`, `detect` (flag instruction-like candidates and
+    /// apply the server's policy), `harden` (hardened re-ranker prompt, damped re-ranking) or
+    /// `all`.
     #[serde(default = "default_defense")]
     pub defense: String,
     /// Re-ranking stage: `none` (default), `pointwise`, `listwise` or `vlm`.
@@ -136,10 +140,6 @@ pub const NO_RERANK: &str = "none";
 pub const MAX_RERANK_DEPTH: usize = 100;
 /// Largest accepted `rerank_budget_ms` (10 minutes).
 pub const MAX_RERANK_BUDGET_MS: u64 = 600_000;
-/// Defenses a request may name in this build.
-pub const DEFENSES: [&str; 1] = ["none"];
-/// Defenses the API reserves; they answer a clear error until they are built.
-const PLANNED_DEFENSES: [&str; 3] = ["detect", "harden", "all"];
 
 impl SearchRequest {
     /// A request for the top `k` pages, without re-ranking.
@@ -214,18 +214,7 @@ impl SearchRequest {
                 FUSERS.join(", ")
             )));
         }
-        if !DEFENSES.contains(&self.defense.as_str()) {
-            let why = if PLANNED_DEFENSES.contains(&self.defense.as_str()) {
-                "is not built into this version"
-            } else {
-                "is unknown"
-            };
-            return Err(SearchError::InvalidRequest(format!(
-                "defense {:?} {why}; available: {}",
-                self.defense,
-                DEFENSES.join(", ")
-            )));
-        }
+        Defense::parse(&self.defense)?;
         if let Some(routes) = &self.routes
             && routes.is_empty()
         {
@@ -307,6 +296,9 @@ pub struct SearchHit {
     /// Re-ranker score, when this page was re-ranked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerank_score: Option<f64>,
+    /// Why a detector flagged this page's text (with `defense` detect or all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspicion: Option<Suspicion>,
 }
 
 /// Time spent in each stage, in milliseconds.
@@ -322,6 +314,9 @@ pub struct Timings {
     /// The re-ranking stage.
     #[serde(default)]
     pub rerank_ms: f64,
+    /// The detectors of the `detect` defense.
+    #[serde(default)]
+    pub defense_ms: f64,
 }
 
 /// The answer to a search.
@@ -386,6 +381,12 @@ pub struct Pipeline {
     routes: Vec<Box<dyn Route>>,
     /// Re-rankers by request name, or why one cannot run.
     rerankers: BTreeMap<String, Result<Arc<dyn Reranker>, String>>,
+    /// Hardened-prompt re-rankers by request name, for `defense` harden and all.
+    hardened: BTreeMap<String, Arc<dyn Reranker>>,
+    /// Detectors of the `detect` defense.
+    detectors: Vec<Arc<dyn Detector>>,
+    /// What happens to flagged candidates.
+    defense_policy: DefensePolicy,
 }
 
 impl Pipeline {
@@ -418,6 +419,9 @@ impl Pipeline {
             late_embedder: None,
             routes,
             rerankers: BTreeMap::new(),
+            hardened: BTreeMap::new(),
+            detectors: vec![Arc::new(InjectionPatterns)],
+            defense_policy: DefensePolicy::default(),
         })
     }
 
@@ -432,6 +436,9 @@ impl Pipeline {
             p.add_page_embedder(e.clone())?;
         }
         p.rerankers = self.rerankers.clone();
+        p.hardened = self.hardened.clone();
+        p.detectors = self.detectors.clone();
+        p.defense_policy = self.defense_policy;
         p.keep_routes(&self.route_names())?;
         Ok(p)
     }
@@ -487,6 +494,22 @@ impl Pipeline {
         self.rerankers.insert(name.to_string(), Ok(reranker));
     }
 
+    /// Makes `reranker` (the same model with its hardened prompt) the one requests for `name`
+    /// get under the `harden` and `all` defenses.
+    pub fn add_hardened_reranker(&mut self, name: &str, reranker: Arc<dyn Reranker>) {
+        self.hardened.insert(name.to_string(), reranker);
+    }
+
+    /// Adds a detector to the `detect` defense (the injection-pattern detector is built in).
+    pub fn add_detector(&mut self, detector: Arc<dyn Detector>) {
+        self.detectors.push(detector);
+    }
+
+    /// Sets what happens to flagged candidates (default: demote).
+    pub fn set_defense_policy(&mut self, policy: DefensePolicy) {
+        self.defense_policy = policy;
+    }
+
     /// Records why the re-ranker `name` cannot run, so requests for it get that reason.
     pub fn add_unavailable_reranker(&mut self, name: &str, reason: &str) {
         self.rerankers
@@ -505,9 +528,22 @@ impl Pipeline {
             .collect()
     }
 
-    fn reranker(&self, name: &str) -> Result<Option<&Arc<dyn Reranker>>, SearchError> {
+    /// The re-ranker a request names; with `harden`, its hardened-prompt twin.
+    fn reranker(
+        &self,
+        name: &str,
+        harden: bool,
+    ) -> Result<Option<&Arc<dyn Reranker>>, SearchError> {
         if name == NO_RERANK {
             return Ok(None);
+        }
+        if harden && self.rerankers.get(name).is_some_and(|r| r.is_ok()) {
+            return self.hardened.get(name).map(Some).ok_or_else(|| {
+                SearchError::InvalidRequest(format!(
+                    "re-ranker {name:?} has no hardened prompt loaded, so defense harden \
+                     cannot run with it"
+                ))
+            });
         }
         match self.rerankers.get(name) {
             Some(Ok(r)) => Ok(Some(r)),
@@ -697,7 +733,8 @@ impl Pipeline {
     /// `rerank_depth` fused pages (fused order and `degraded` if it fails), and the hits.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, SearchError> {
         request.validate()?;
-        let reranker = self.reranker(&request.rerank)?;
+        let defense = Defense::parse(&request.defense)?;
+        let reranker = self.reranker(&request.rerank, defense.harden)?;
         let mut fused_request = request.clone();
         if reranker.is_some() {
             // Fuse deep enough for the re-ranker, then page over its order.
@@ -706,19 +743,36 @@ impl Pipeline {
         }
         let retrieved = self.retrieve(&fused_request)?;
         let mut timings = retrieved.timings;
-        let fused = retrieved.fused;
+        let mut fused = retrieved.fused;
 
         let started = Instant::now();
-        let outcome = match reranker {
-            None => RerankOutcome::fused(fused.len(), None),
-            Some(r) => self.rerank_fused(
+        let mut suspicions = vec![None; fused.len()];
+        if defense.detect {
+            suspicions = fused.iter().map(|h| self.inspect(h)).collect();
+            (fused, suspicions) = defense::apply_policy(self.defense_policy, fused, suspicions);
+        }
+        timings.defense_ms = ms(started);
+        // Demoted candidates stay below the rest: the re-ranker sees only the unflagged head.
+        let mut depth = request.rerank_depth;
+        if self.defense_policy == DefensePolicy::Demote {
+            depth = depth.min(suspicions.iter().filter(|s| s.is_none()).count());
+        }
+
+        let started = Instant::now();
+        let mut outcome = match reranker {
+            Some(r) if depth > 0 => self.rerank_fused(
                 r.as_ref(),
                 &request.query,
                 &fused,
-                request.rerank_depth,
+                depth,
                 Duration::from_millis(request.rerank_budget_ms),
             ),
+            _ => RerankOutcome::fused(fused.len(), None),
         };
+        if defense.harden && reranker.is_some() && outcome.error.is_none() {
+            let head = depth.min(outcome.order.len());
+            defense::damp(&mut outcome.order[..head]);
+        }
         timings.rerank_ms = ms(started);
 
         let started = Instant::now();
@@ -727,7 +781,11 @@ impl Pipeline {
             .iter()
             .skip(request.offset)
             .take(request.k)
-            .map(|&i| self.hit(&fused[i], i + 1, outcome.scores[i], &request.query))
+            .map(|&i| {
+                let mut hit = self.hit(&fused[i], i + 1, outcome.scores[i], &request.query);
+                hit.suspicion = suspicions[i].take();
+                hit
+            })
             .collect();
         timings.fuse_ms += ms(started);
         Ok(SearchResponse {
@@ -764,6 +822,12 @@ impl Pipeline {
             })
             .collect();
         rerank::rerank(reranker, query, &candidates, fused.len(), budget)
+    }
+
+    /// The first detector's suspicion of a hit's passage text, if any flags it.
+    fn inspect(&self, h: &FusedHit) -> Option<Suspicion> {
+        let text = &self.passage_of(h)?.text;
+        self.detectors.iter().find_map(|d| d.inspect(text))
     }
 
     /// The passage that stands for a hit: the one a text route matched, else the page's
@@ -803,12 +867,13 @@ impl Pipeline {
                 None => TextLayer::None,
             },
             score: h.score,
+            suspicion: None,
             routes: h.ranks.clone(),
             passage: passage.map(|p| PassageSpan {
                 id: p.id,
                 char_start: p.char_start,
                 char_end: p.char_end,
-                boxes: Vec::new(),
+                boxes: p.boxes.clone(),
             }),
         }
     }

@@ -6,12 +6,23 @@ use std::sync::Arc;
 
 use folio_core::testing::{HashEmbedder, PixelEmbedder};
 use folio_core::{
-    DocId, DocMeta, Document, Embedder, EmbeddingKind, Filter, Page, PageEmbedder, PageImage,
+    BBox, DocId, DocMeta, Document, Embedder, EmbeddingKind, Filter, Page, PageEmbedder, PageImage,
     PageKey, Passage,
 };
 use folio_search::{Pipeline, SearchError, SearchRequest, TextLayer};
 use folio_store::{IndexModels, PageEmbeddings, RouteModel, Store, StoreWriter, TokenMatrix};
 use image::{ImageEncoder, codecs::png::PngEncoder};
+
+/// The box the passage of page `page` covers.
+fn line_box(page: u32) -> BBox {
+    let top = 0.1 * page as f32;
+    BBox {
+        x0: 0.1,
+        y0: top,
+        x1: 0.9,
+        y1: top + 0.05,
+    }
+}
 
 /// A page image whose brightness grows with `shade`, with a darker top half on odd shades.
 fn picture(shade: u8) -> PageImage {
@@ -90,6 +101,7 @@ fn fixture() -> anyhow::Result<Fixture> {
                     char_start: 0,
                     char_end: body.len() as u32,
                     text: body.clone(),
+                    boxes: vec![line_box(p)],
                 });
                 vectors.push(text.embed(&body));
             }
@@ -160,6 +172,11 @@ fn an_image_query_finds_its_page_through_both_page_routes() -> anyhow::Result<()
         "report 1 section 2 about rainfall and harvests"
     );
     assert_eq!(top.passage.as_ref().map(|s| s.char_start), Some(0));
+    // The passage's boxes come with it, for highlighting on the page image.
+    assert_eq!(
+        top.passage.as_ref().map(|s| s.boxes.clone()),
+        Some(vec![line_box(2)])
+    );
     assert_eq!(top.text_layer, TextLayer::Text);
 
     // The scanned page (shade 200) is found by its image alone, flagged as such.

@@ -194,6 +194,7 @@
     k: $('#opt-k'),
     fusion: $('#opt-fusion'),
     rerank: $('#opt-rerank'),
+    defense: $('#opt-defense'),
     collection: $('#opt-collection'),
     routes: $('#opt-routes-list'),
     status: $('#status'),
@@ -437,6 +438,7 @@
     const request = { query, k };
     if (ui.fusion.value && ui.fusion.value !== 'rrf') request.fusion = ui.fusion.value;
     if (ui.rerank.value && ui.rerank.value !== 'none') request.rerank = ui.rerank.value;
+    if (ui.defense.value && ui.defense.value !== 'none') request.defense = ui.defense.value;
     const boxes = Array.from(ui.routes.querySelectorAll('input[type=checkbox]'));
     if (boxes.length) {
       const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
@@ -632,6 +634,11 @@
       });
     if (Number.isFinite(hit.rerank_score)) {
       badges.push(el('span', { class: 'badge rerank', title: 're-ranker score', text: `rerank ${fmtScore(hit.rerank_score)}` }));
+    }
+    if (hit.suspicion && typeof hit.suspicion === 'object') {
+      const reasons = Array.isArray(hit.suspicion.reasons) ? hit.suspicion.reasons.join('; ') : '';
+      const tip = `flagged by ${hit.suspicion.detector || 'a detector'}${reasons ? `: ${reasons}` : ''}`;
+      badges.push(el('span', { class: 'badge suspicion', title: tip, 'aria-label': tip, text: 'flagged' }));
     }
 
     const card = el('div', {

@@ -587,10 +587,10 @@ async fn bad_search_input_gets_a_4xx_that_names_the_cause() -> anyhow::Result<()
             "unknown fusion",
         ),
         (
-            Body::from(r#"{"query": "x", "defense": "detect"}"#),
+            Body::from(r#"{"query": "x", "defense": "moat"}"#),
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "not built",
+            "unknown defense",
         ),
         (
             Body::from(r#"{"query": "x", "filter": {"colections": ["a"]}}"#),

@@ -55,6 +55,7 @@ fn write_forever(dir: &Path) -> anyhow::Result<()> {
                 char_start: 0,
                 char_end: text.chars().count() as u32,
                 text: text.clone(),
+                boxes: Vec::new(),
             });
             pages.push(Page { key, text });
         }

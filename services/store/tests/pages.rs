@@ -63,6 +63,7 @@ fn put(
             char_start: 0,
             char_end: body.len() as u32,
             text: body.clone(),
+            boxes: Vec::new(),
         });
         vectors.push(text.embed(&body));
         page_list.push(Page { key, text: body });

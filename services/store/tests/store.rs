@@ -1,7 +1,7 @@
 //! Store round trips: commit, reopen, replace, remove, and the errors users meet.
 
 use folio_core::testing::HashEmbedder;
-use folio_core::{DocId, Document, Embedder, Page, PageKey, Passage};
+use folio_core::{BBox, DocId, Document, Embedder, Page, PageKey, Passage};
 use folio_store::{CommitOutcome, Manifest, Store, StoreError, StoreWriter};
 
 fn doc(
@@ -29,6 +29,7 @@ fn doc(
             char_start: 0,
             char_end: t.len() as u32,
             text: t.to_string(),
+            boxes: Vec::new(),
         });
         vectors.push(e.embed(t));
     }
@@ -284,5 +285,79 @@ fn a_new_index_opens_empty_after_its_first_commit() -> anyhow::Result<()> {
     // Reopened with nothing to do, it stays at that generation.
     let w = StoreWriter::open(tmp.path(), e.info(), None)?;
     assert_eq!(w.commit()?, CommitOutcome::Unchanged);
+    Ok(())
+}
+
+/// Two boxes, different for each page.
+fn boxes(page: u32) -> Vec<BBox> {
+    let top = 0.1 * page as f32;
+    vec![
+        BBox {
+            x0: 0.1,
+            y0: top,
+            x1: 0.5,
+            y1: top + 0.02,
+        },
+        BBox {
+            x0: 0.55,
+            y0: 0.05,
+            x1: 0.9,
+            y1: 0.3,
+        },
+    ]
+}
+
+#[test]
+fn passage_boxes_round_trip_and_indexes_without_them_still_open() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let e = HashEmbedder::new(16);
+    let mut w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    let (d, pages, mut passages, vectors) = doc("bbbb", "/b.pdf", &["zebra", "lion"], &e);
+    for p in &mut passages {
+        p.boxes = boxes(p.page.page);
+    }
+    w.put_document(d, pages, passages, vectors)?;
+    put(&mut w, doc("aaaa", "/a.pdf", &["torque wrench"], &e))?;
+    w.commit()?;
+
+    let store = Store::open(tmp.path())?;
+    let by_text = |t: &str| {
+        (0..store.passage_count() as u64)
+            .filter_map(|id| store.passage(id))
+            .find(|p| p.text == t)
+            .cloned()
+    };
+    assert_eq!(by_text("zebra").map(|p| p.boxes), Some(boxes(1)));
+    assert_eq!(by_text("lion").map(|p| p.boxes), Some(boxes(2)));
+    assert_eq!(by_text("torque wrench").map(|p| p.boxes), Some(Vec::new()));
+
+    // A passage without boxes is written without the field, as indexes were before boxes.
+    let gen_dir = store.manifest().generation_dir(tmp.path());
+    let lines = std::fs::read_to_string(gen_dir.join("passages.jsonl"))?;
+    let torque = lines
+        .lines()
+        .find(|l| l.contains("torque"))
+        .unwrap_or_default();
+    assert!(!torque.is_empty() && !torque.contains("boxes"), "{torque}");
+
+    // An index written before passages had boxes: the field is missing everywhere.
+    let old: Vec<String> = lines
+        .lines()
+        .map(|l| -> anyhow::Result<String> {
+            let mut v: serde_json::Value = serde_json::from_str(l)?;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("boxes");
+            }
+            Ok(serde_json::to_string(&v)?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    std::fs::write(gen_dir.join("passages.jsonl"), old.join("\n") + "\n")?;
+    let store = Store::open(tmp.path())?;
+    assert_eq!(store.passage_count(), 3);
+    assert!((0..3).all(|id| store.passage(id).is_some_and(|p| p.boxes.is_empty())));
+    let old_line =
+        r#"{"id":7,"page":{"doc_id":"aaaa","page":1},"char_start":0,"char_end":5,"text":"hello"}"#;
+    let p: Passage = serde_json::from_str(old_line)?;
+    assert!(p.boxes.is_empty() && p.text == "hello");
     Ok(())
 }

@@ -53,6 +53,7 @@ pub fn small_index(dir: &Path) -> anyhow::Result<Pipeline> {
             char_start: 0,
             char_end: text.chars().count() as u32,
             text: text.to_string(),
+            boxes: Vec::new(),
         });
         vectors.push(e.embed(text));
     }
