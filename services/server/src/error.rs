@@ -180,6 +180,16 @@ impl From<MultipartError> for ApiError {
     }
 }
 
+/// The request's content type, lowercased (empty when absent or not text).
+pub(crate) fn content_type(request: &axum::extract::Request) -> String {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 /// Runs blocking work (embedding, index reads and writes) on tokio's blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     what: &'static str,

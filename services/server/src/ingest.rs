@@ -108,12 +108,7 @@ pub(crate) async fn create(
     request: Request,
 ) -> Result<Response, ApiError> {
     let ingest = ingest_of(&state)?.clone();
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let content_type = crate::error::content_type(&request);
     let task = if content_type.starts_with("multipart/form-data") {
         let form = Multipart::from_request(request, &()).await.map_err(|e| {
             ApiError::BadMultipart(format!("not a readable multipart body: {}", e.body_text()))

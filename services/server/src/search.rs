@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::header::{self, HeaderValue};
+use axum::http::header::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use folio_core::{DocId, PageKey};
 use folio_search::{SearchHit, SearchRequest, Timings};
@@ -135,12 +135,7 @@ struct SearchForm {
 
 /// Reads a JSON or multipart search request.
 async fn read_request(request: Request) -> Result<SearchRequest, ApiError> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let content_type = crate::error::content_type(&request);
     if !content_type.starts_with("multipart/form-data") {
         let Json(r) = Json::<SearchRequest>::from_request(request, &()).await?;
         return Ok(r);
