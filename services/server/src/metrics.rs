@@ -202,10 +202,11 @@ impl ProcessMemory {
     /// This process's memory; `None` where `/proc` is missing.
     pub fn read() -> Option<Self> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        Self::parse(&status)
+        Self::from_status(&status)
     }
 
-    fn parse(status: &str) -> Option<Self> {
+    /// Parses the text of a `/proc/<pid>/status` file; `None` when a field is missing.
+    pub fn from_status(status: &str) -> Option<Self> {
         let kib = |key: &str| -> Option<u64> {
             let line = status.lines().find(|l| l.starts_with(key))?;
             line[key.len()..]
@@ -280,12 +281,12 @@ mod tests {
     fn process_memory_parses_proc_status() {
         let status = "Name:\tfolio\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
         assert_eq!(
-            ProcessMemory::parse(status),
+            ProcessMemory::from_status(status),
             Some(ProcessMemory {
                 rss: 1024 * 1024,
                 peak_rss: 2048 * 1024
             })
         );
-        assert_eq!(ProcessMemory::parse("Name: x\n"), None);
+        assert_eq!(ProcessMemory::from_status("Name: x\n"), None);
     }
 }

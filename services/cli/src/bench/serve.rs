@@ -994,9 +994,8 @@ async fn server_memory(
     if let Some(pid) = pid {
         match std::fs::read_to_string(format!("/proc/{pid}/status")) {
             Ok(status) => {
-                let peak = proc_status_bytes(&status, "VmHWM");
-                if peak.is_some() {
-                    return (peak, "proc", rss.or(proc_status_bytes(&status, "VmRSS")));
+                if let Some(m) = folio_server::ProcessMemory::from_status(&status) {
+                    return (Some(m.peak_rss), "proc", rss.or(Some(m.rss)));
                 }
             }
             Err(e) => tracing::warn!(pid, error = %e, "cannot read the server's /proc status"),
@@ -1021,15 +1020,6 @@ fn prometheus_value(text: &str, name: &str) -> Option<u64> {
             let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
             (value.is_finite() && value >= 0.0).then_some(value as u64)
         })
-}
-
-/// A `kB` field of /proc/<pid>/status, in bytes.
-fn proc_status_bytes(status: &str, field: &str) -> Option<u64> {
-    status.lines().find_map(|line| {
-        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        let kb: u64 = rest.split_whitespace().next()?.parse().ok()?;
-        Some(kb * 1024)
-    })
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -1336,9 +1326,6 @@ mod tests {
             Some(1000)
         );
         assert_eq!(prometheus_value(metrics, "missing"), None);
-        let status = "Name:\tfolio\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
-        assert_eq!(proc_status_bytes(status, "VmHWM"), Some(2 << 20));
-        assert_eq!(proc_status_bytes(status, "VmRSS"), Some(1 << 20));
         Ok(())
     }
 }
