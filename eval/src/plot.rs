@@ -4,23 +4,25 @@
 
 use std::fmt::Write;
 
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 360.0;
-const MARGIN_LEFT: f64 = 60.0;
-const MARGIN_RIGHT: f64 = 20.0;
-const MARGIN_TOP: f64 = 40.0;
-const MARGIN_BOTTOM: f64 = 50.0;
-const BAR: &str = "#4878a8";
-const BEST: &str = "#d08030";
+pub(crate) const WIDTH: f64 = 640.0;
+pub(crate) const HEIGHT: f64 = 360.0;
+pub(crate) const MARGIN_LEFT: f64 = 60.0;
+pub(crate) const MARGIN_RIGHT: f64 = 20.0;
+pub(crate) const MARGIN_TOP: f64 = 40.0;
+pub(crate) const MARGIN_BOTTOM: f64 = 50.0;
+pub(crate) const BAR: &str = "#4878a8";
+pub(crate) const BEST: &str = "#d08030";
 
-fn escape(s: &str) -> String {
+/// `s` with the XML special characters escaped, for SVG text and attributes.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn open(title: &str) -> String {
+/// The opening `<svg>` tag, a white background and the title.
+pub(crate) fn open(title: &str) -> String {
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
          viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -36,7 +38,7 @@ fn open(title: &str) -> String {
 }
 
 /// Draws the y axis from 0 to `max` with 5 ticks, and the x axis line.
-fn axes(svg: &mut String, max: f64, label: &str) {
+pub(crate) fn axes(svg: &mut String, max: f64, label: &str) {
     let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
     for i in 0..=5 {
         let v = max * f64::from(i) / 5.0;
@@ -63,7 +65,7 @@ fn axes(svg: &mut String, max: f64, label: &str) {
 }
 
 /// The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least `x`: a round axis top.
-fn nice_ceiling(x: f64) -> f64 {
+pub(crate) fn nice_ceiling(x: f64) -> f64 {
     if x <= 0.0 || !x.is_finite() {
         return 1.0;
     }
@@ -75,10 +77,16 @@ fn nice_ceiling(x: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
-fn trim(v: f64) -> String {
+/// `v` with 3 decimals at most and no trailing zeros.
+pub(crate) fn trim(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
+
+/// Series colours, in order.
+pub(crate) const COLORS: [&str; 8] = [
+    BAR, BEST, "#50a050", "#c04848", "#8060b0", "#806040", "#d070b0", "#606060",
+];
 
 /// A bar per system with its value written above; the `best` system's bar is highlighted.
 pub fn bar_chart(title: &str, metric: &str, systems: &[(String, f64)], best: &str) -> String {
@@ -125,9 +133,6 @@ pub fn line_chart(
     (y_label, log_y): (&str, bool),
     series: &[(String, Vec<(f64, f64)>)],
 ) -> String {
-    const COLORS: [&str; 8] = [
-        BAR, BEST, "#50a050", "#c04848", "#8060b0", "#806040", "#d070b0", "#606060",
-    ];
     let keep = |&(x, y): &(f64, f64)| {
         x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0)
     };

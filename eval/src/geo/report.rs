@@ -52,6 +52,13 @@ pub struct GeoSummary {
     pub detection: BTreeMap<String, f64>,
     /// Each detector's ROC AUC, attacked versus clean texts (empty without clean trials).
     pub detector_auc: BTreeMap<String, f64>,
+    /// Mean log-perplexity of the texts the ranker read, when measured (fluency: lower reads
+    /// more naturally).
+    #[serde(default)]
+    pub log_perplexity: Option<f64>,
+    /// Mean similarity of the attacked texts to the clean ones, when measured.
+    #[serde(default)]
+    pub similarity: Option<f64>,
     /// How the intervals were drawn.
     pub bootstrap: BootstrapOptions,
 }
@@ -92,6 +99,8 @@ impl GeoSummary {
             calls_per_trial: calls_per_trial(trials)?,
             detection: detection_rates(trials),
             detector_auc,
+            log_perplexity: None,
+            similarity: None,
             bootstrap: *bootstrap,
         })
     }
@@ -105,12 +114,17 @@ pub fn summarize(
     bootstrap: &BootstrapOptions,
 ) -> Result<Vec<GeoSummary>, GeoMetricsError> {
     let mut groups: BTreeMap<(&str, &str), Vec<TrialOutcome>> = BTreeMap::new();
+    // (fluency values, similarity values) per pair.
+    type Measured = (Vec<f64>, Vec<f64>);
+    let mut measured: BTreeMap<(&str, &str), Measured> = BTreeMap::new();
     for r in records {
-        groups
-            .entry((r.attack.as_str(), r.defense.as_str()))
-            .or_default()
-            .push(r.outcome());
+        let key = (r.attack.as_str(), r.defense.as_str());
+        groups.entry(key).or_default().push(r.outcome());
+        let (fluency, semantic) = measured.entry(key).or_default();
+        fluency.extend(r.fluency);
+        semantic.extend(r.semantic);
     }
+    let mean_of = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
     groups
         .iter()
         .map(|(&(attack, defense), trials)| {
@@ -119,28 +133,34 @@ pub fn summarize(
             } else {
                 groups.get(&(NO_ATTACK, defense)).map(Vec::as_slice)
             };
-            GeoSummary::new(attack, defense, trials, clean, bootstrap)
+            let mut summary = GeoSummary::new(attack, defense, trials, clean, bootstrap)?;
+            if let Some((fluency, semantic)) = measured.get(&(attack, defense)) {
+                summary.log_perplexity = mean_of(fluency);
+                summary.similarity = mean_of(semantic);
+            }
+            Ok(summary)
         })
         .collect()
 }
 
 /// A Markdown table of the summaries, one row each in the given order. Columns: attack,
 /// defense, trials, top-1 rate with its interval, top-3 rate, advantage with its interval
-/// (signed), mean rank before → after, calls per trial, and per detector its detection rate
+/// (signed), mean rank before → after, calls per trial, mean log-perplexity and similarity
+/// (`-` when not measured), and per detector its detection rate
 /// (with the AUC when known), `-` without detectors. Rates, ranks and AUCs have 2 decimals,
 /// calls 1. A `|` in a name is escaped.
 pub fn markdown_table(summaries: &[GeoSummary]) -> String {
     let mut out = String::from(
         "| attack | defense | trials | top-1 rate [CI] | top-3 rate | advantage [CI] \
-         | mean rank before → after | calls/trial | detection rates |\n\
-         |---|---|---:|---|---:|---|---|---:|---|\n",
+         | mean rank before → after | calls/trial | log-ppl | similarity | detection rates |\n\
+         |---|---|---:|---|---:|---|---|---:|---:|---:|---|\n",
     );
     for s in summaries {
         // Writing to a String cannot fail.
         let _ = writeln!(
             out,
             "| {} | {} | {} | {:.2} [{:.2}, {:.2}] | {:.2} | {:+.2} [{:+.2}, {:+.2}] \
-             | {:.2} → {:.2} | {:.1} | {} |",
+             | {:.2} → {:.2} | {:.1} | {} | {} | {} |",
             escape(&s.attack),
             escape(&s.defense),
             s.trials,
@@ -154,6 +174,8 @@ pub fn markdown_table(summaries: &[GeoSummary]) -> String {
             s.ranks.mean_before,
             s.ranks.mean_after,
             s.calls_per_trial,
+            optional(s.log_perplexity),
+            optional(s.similarity),
             detection_cell(s),
         );
     }
@@ -180,6 +202,11 @@ fn detection_cell(s: &GeoSummary) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `x` with 2 decimals, `-` when not measured.
+fn optional(x: Option<f64>) -> String {
+    x.map_or("-".into(), |x| format!("{:.2}", unsigned_zero(x)))
 }
 
 /// `-0.0` as `0.0`, so that no `-0.00` or `+-0.00` is printed.
@@ -287,16 +314,18 @@ mod tests {
         fixed[0].advantage.ci.high = 0.0;
         fixed[0].attack = "none|x".into();
         fixed[0].detection.clear();
+        fixed[1].log_perplexity = Some(3.5);
+        fixed[1].similarity = Some(0.9);
         let expected = "\
-| attack | defense | trials | top-1 rate [CI] | top-3 rate | advantage [CI] | mean rank before → after | calls/trial | detection rates |
-|---|---|---:|---|---:|---|---|---:|---|
-| none\\|x | none | 2 | 0.00 [0.00, 0.00] | 1.00 | +0.00 [+0.00, +0.00] | 2.00 → 2.00 | 10.0 | - |
-| suffix | none | 4 | 0.50 [0.25, 0.75] | 0.50 | +0.25 [-0.25, +0.75] | 4.50 → 3.25 | 10.0 | ppl 0.75 (AUC 0.81) |
+| attack | defense | trials | top-1 rate [CI] | top-3 rate | advantage [CI] | mean rank before → after | calls/trial | log-ppl | similarity | detection rates |
+|---|---|---:|---|---:|---|---|---:|---:|---:|---|
+| none\\|x | none | 2 | 0.00 [0.00, 0.00] | 1.00 | +0.00 [+0.00, +0.00] | 2.00 → 2.00 | 10.0 | - | - | - |
+| suffix | none | 4 | 0.50 [0.25, 0.75] | 0.50 | +0.25 [-0.25, +0.75] | 4.50 → 3.25 | 10.0 | 3.50 | 0.90 | ppl 0.75 (AUC 0.81) |
 ";
         assert_eq!(markdown_table(&fixed), expected);
         assert_eq!(
             markdown_table(&[]),
-            "| attack | defense | trials | top-1 rate [CI] | top-3 rate | advantage [CI] | mean rank before → after | calls/trial | detection rates |\n|---|---|---:|---|---:|---|---|---:|---|\n"
+            "| attack | defense | trials | top-1 rate [CI] | top-3 rate | advantage [CI] | mean rank before → after | calls/trial | log-ppl | similarity | detection rates |\n|---|---|---:|---|---:|---|---|---:|---:|---:|---|\n"
         );
         Ok(())
     }

@@ -191,6 +191,10 @@ pub struct Scenario {
     pub target: usize,
     /// Where the scenario comes from: the catalog name, or what the caller passed.
     pub source: String,
+    /// Whether `candidates` is in a retrieval ranking's order (best first), which the fusion
+    /// damping defense fuses with the ranker's order; catalogs have no such order.
+    #[serde(default)]
+    pub ranked: bool,
 }
 
 /// Which retrieved document becomes the target of a retrieval scenario.
@@ -275,8 +279,48 @@ impl Scenario {
             candidates: ranked,
             target,
             source: source.into(),
+            ranked: true,
         })
     }
+}
+
+/// Retrieval scenarios from a BEIR dataset and a run over it (e.g. the fused run `folio eval
+/// retrieval` wrote): for each judged query the run ranks, its top `depth` documents become
+/// the candidates (title and text from the corpus; documents missing from the corpus are
+/// skipped) and `choice` picks the target. Queries without a fitting target are left out.
+/// Scenario ids are `<dataset>/<query id>`.
+pub fn from_run(
+    dataset: &folio_datasets::BeirDataset,
+    run: &crate::metrics::Run,
+    depth: usize,
+    choice: TargetChoice,
+) -> Vec<Scenario> {
+    let corpus: std::collections::HashMap<&str, &folio_datasets::CorpusDoc> =
+        dataset.corpus.iter().map(|d| (d.id.as_str(), d)).collect();
+    let empty = BTreeMap::new();
+    dataset
+        .queries
+        .iter()
+        .filter_map(|q| {
+            let mut listed = run.0.get(&q.id)?.clone();
+            // Best score first, ties by document id (the run's own order is not trusted).
+            listed.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let ranked: Vec<Candidate> = listed
+                .iter()
+                .filter_map(|(doc, _)| corpus.get(doc.as_str()))
+                .take(depth)
+                .map(|d| Candidate::new(d.id.clone(), d.title.clone(), d.text.clone()))
+                .collect();
+            Scenario::from_retrieval(
+                format!("{}/{}", dataset.name, q.id),
+                q.text.clone(),
+                ranked,
+                dataset.qrels.get(&q.id).unwrap_or(&empty),
+                choice,
+                dataset.name.clone(),
+            )
+        })
+        .collect()
 }
 
 /// A Fisher–Yates permutation of `0..n` from `seed` (the shuffle of [`Scenario::shuffled`]):
@@ -357,6 +401,7 @@ pub fn load_catalog_with_query(path: &Path, query: &str) -> Result<Vec<Scenario>
             candidates: candidates.clone(),
             target,
             source: name.clone(),
+            ranked: false,
         })
         .collect())
 }
@@ -570,6 +615,7 @@ mod tests {
                 .collect(),
             target: 4,
             source: "test".into(),
+            ranked: false,
         };
         for seed in 0..50 {
             let (order, pos) = s.shuffled(seed);

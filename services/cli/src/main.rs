@@ -1,6 +1,7 @@
 //! The `folio` command line: `index`, `search`, `serve`, `demo`, `eval` and `bench`.
 
 mod bench;
+mod geo;
 
 /// mimalloc keeps freed memory for reuse: model inference allocates and frees tens of MB per
 /// layer, which glibc's allocator returns to the OS and faults back in every time (about 15%
@@ -81,6 +82,9 @@ enum EvalCommand {
     Metrics(MetricsArgs),
     /// Index a BEIR-layout dataset, run every route and the fusion, score and compare them.
     Retrieval(Box<RetrievalArgs>),
+    /// Ranking-manipulation suite: attack an LLM ranker on catalogs or retrieval scenarios,
+    /// with and without defenses; resumable, writes report.md, report.json and plots.
+    Geo(Box<geo::GeoArgs>),
 }
 
 #[derive(Args)]
@@ -536,6 +540,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Metrics(a)) => eval_metrics(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(*a).map(|()| ExitCode::SUCCESS),
+        Command::Eval(EvalCommand::Geo(a)) => geo::eval_geo(*a).map(|()| ExitCode::SUCCESS),
         Command::ExtractWorker { path } => {
             return ExitCode::from(
                 u8::try_from(folio_indexer::isolate::worker_main(&path)).unwrap_or(1),

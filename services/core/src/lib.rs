@@ -425,6 +425,31 @@ pub trait Reranker: Send + Sync {
     ) -> Result<Vec<Reranked>, RerankError>;
 }
 
+/// Why a candidate looks manipulated.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suspicion {
+    /// The detector that flagged it.
+    pub detector: String,
+    /// How strongly (detector-specific; higher is more suspicious).
+    pub score: f64,
+    /// What it found, e.g. the instruction-like phrases.
+    pub reasons: Vec<String>,
+}
+
+/// Looks at a candidate's text for signs of manipulation.
+pub trait Detector: Send + Sync {
+    /// Stable name, reported in [`Suspicion::detector`].
+    fn name(&self) -> &str;
+    /// A suspicion when the text looks manipulated, else `None`.
+    fn inspect(&self, text: &str) -> Option<Suspicion>;
+    /// How suspicious the text is on the detector's own scale, flagged or not (for ROC
+    /// curves). By default the flagged suspicion's score, else 0.
+    fn score(&self, text: &str) -> f64 {
+        self.inspect(text).map_or(0.0, |s| s.score)
+    }
+}
+
 /// Bounds on a search request's `k`.
 pub const MAX_K: usize = 1000;
 

@@ -15,6 +15,7 @@
 pub mod bert;
 pub mod chat;
 pub mod llama;
+pub mod llama_grad;
 pub mod llm;
 pub mod qwen2_vl;
 pub mod source;

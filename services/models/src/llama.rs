@@ -149,16 +149,16 @@ fn llama3_scale(freq: f64, s: &Llama3Scaling) -> f64 {
 
 /// One decoder block. Qwen2 adds biases to the q/k/v projections; Llama has none.
 pub(crate) struct Block {
-    attn_norm: RmsNorm,
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
-    qkv_bias: Option<(Tensor, Tensor, Tensor)>,
-    o: QMatMul,
-    mlp_norm: RmsNorm,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    pub(crate) attn_norm: RmsNorm,
+    pub(crate) q: QMatMul,
+    pub(crate) k: QMatMul,
+    pub(crate) v: QMatMul,
+    pub(crate) qkv_bias: Option<(Tensor, Tensor, Tensor)>,
+    pub(crate) o: QMatMul,
+    pub(crate) mlp_norm: RmsNorm,
+    pub(crate) gate: QMatMul,
+    pub(crate) up: QMatMul,
+    pub(crate) down: QMatMul,
 }
 
 /// Keys and values of the tokens seen so far, per block, for incremental decoding.
@@ -184,21 +184,21 @@ impl KvCache {
 /// multimodal RoPE differs from Llama's).
 pub(crate) struct Decoder {
     pub(crate) config: LlamaConfig,
-    blocks: Vec<Block>,
-    norm: RmsNorm,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) norm: RmsNorm,
     /// GGUF weights rotate adjacent pairs; HF weights rotate halves.
-    interleaved_rope: bool,
+    pub(crate) interleaved_rope: bool,
     pub(crate) dtype: DType,
 }
 
 /// A loaded Llama-family model.
 pub struct Llama {
-    decoder: Decoder,
-    embed: Tensor,
-    lm_head: QMatMul,
+    pub(crate) decoder: Decoder,
+    pub(crate) embed: Tensor,
+    pub(crate) lm_head: QMatMul,
     /// Rotary inverse frequencies, f32, shape `(head_dim / 2,)`.
-    inv_freq: Tensor,
-    device: Device,
+    pub(crate) inv_freq: Tensor,
+    pub(crate) device: Device,
 }
 
 type CResult<T> = candle_core::Result<T>;
@@ -471,7 +471,7 @@ impl Llama {
     }
 
     /// Token ids, position ids and additive attention mask for a left-padded batch.
-    fn left_padded(&self, prompts: &[&[u32]]) -> CResult<(Tensor, Tensor, Tensor)> {
+    pub(crate) fn left_padded(&self, prompts: &[&[u32]]) -> CResult<(Tensor, Tensor, Tensor)> {
         let b = prompts.len();
         let t = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         if b == 0 || t == 0 {
@@ -494,7 +494,7 @@ impl Llama {
 
     /// The decoder: `ids` `(b, t)`, `positions` `(b, t)`, `mask` additive f32
     /// `(b or 1, 1, t, t_total)`; returns final-norm hidden states `(b, t, hidden)`.
-    fn forward(
+    pub(crate) fn forward(
         &self,
         ids: &Tensor,
         positions: &Tensor,
@@ -512,7 +512,7 @@ impl Llama {
     }
 
     /// cos and sin of shape `(b, t, head_dim / 2)` in the model dtype, computed in f32.
-    fn rotary(&self, positions: &Tensor) -> CResult<(Tensor, Tensor)> {
+    pub(crate) fn rotary(&self, positions: &Tensor) -> CResult<(Tensor, Tensor)> {
         let (b, t) = positions.dims2()?;
         let pos = positions.to_dtype(DType::F32)?.reshape((b * t, 1))?;
         let freqs = pos.broadcast_mul(&self.inv_freq.unsqueeze(0)?)?;
@@ -711,7 +711,7 @@ pub(crate) fn left_padded_causal_mask(
     Tensor::from_vec(mask, (lens.len(), 1, t, t), device)
 }
 
-fn repeat_kv(x: Tensor, rep: usize) -> CResult<Tensor> {
+pub(crate) fn repeat_kv(x: Tensor, rep: usize) -> CResult<Tensor> {
     if rep == 1 {
         return Ok(x);
     }

@@ -382,6 +382,22 @@ impl Llm {
         )?)
     }
 
+    /// Log-probability of each token given the ones before it, from one forward pass: for `ids`
+    /// of length n, the n - 1 values `log p(ids[i] | ids[..i])` for i in 1..n (empty for fewer
+    /// than 2 ids). Nothing is prepended: put a BOS token first to score `ids[0]` too.
+    pub fn token_logprobs(&self, ids: &[u32]) -> Result<Vec<f32>, LlmError> {
+        self.check_len(ids.len())?;
+        if ids.len() < 2 {
+            return Ok(Vec::new());
+        }
+        // The last token predicts nothing that is scored: run the others.
+        let hidden = self.model.hidden_states(&ids[..ids.len() - 1])?;
+        let logits = self.model.logits(&hidden)?;
+        let logprobs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+        let next = Tensor::new(&ids[1..], logprobs.device())?.unsqueeze(1)?;
+        Ok(logprobs.gather(&next, 1)?.squeeze(1)?.to_vec1::<f32>()?)
+    }
+
     /// Greedy decoding after `prompt` until an end-of-turn token, `max_new_tokens`, or
     /// `deadline`.
     pub fn generate(

@@ -6,6 +6,9 @@
 //! - [`ListwiseRanker`]: RankGPT-style; the model writes a permutation such as
 //!   `[3] > [1] > [2]` for a window of candidates, windows slide from the bottom of the list to
 //!   the top, and malformed answers are repaired deterministically ([`parse_permutation`]).
+//! - [`RecommendationRanker`]: generative; the model sees a whole catalog and writes a
+//!   numbered list of item names, read back with [`parse_recommendations`]. Not a re-ranking
+//!   stage of search: the ranking-manipulation suite attacks it.
 //!
 //! Prompts are versioned JSON files ([`prompt`]); the model is any chat
 //! [`Llm`](folio_models::llm::Llm) (Llama 3.1 from an HF directory, SmolLM2 from a GGUF, ...).
@@ -13,8 +16,10 @@
 //! it enters a prompt.
 
 mod listwise;
+pub mod perplexity;
 mod pointwise;
 pub mod prompt;
+mod recommend;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,8 +29,12 @@ use folio_models::llm::{Llm, LlmError};
 use thiserror::Error;
 
 pub use listwise::{ListwiseRanker, ListwiseSettings, Repairs, parse_permutation};
+pub use perplexity::{PerplexityDetector, PerplexitySettings};
 pub use pointwise::{PointwiseRanker, PointwiseSettings};
 pub use prompt::PromptTemplate;
+pub use recommend::{
+    Item, RecommendSettings, Recommendation, RecommendationRanker, parse_recommendations,
+};
 
 /// Building or running a ranker failed.
 #[derive(Debug, Error)]

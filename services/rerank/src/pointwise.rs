@@ -90,12 +90,31 @@ impl PointwiseRanker {
 
     /// The token ids of the prompt for one candidate.
     pub fn prompt_ids(&self, query: &str, passage: &str) -> Result<Vec<u32>, LlmError> {
+        self.llm.encode(&self.prompt_text(query, passage)?)
+    }
+
+    /// The rendered prompt (chat template applied) for one candidate.
+    pub fn prompt_text(&self, query: &str, passage: &str) -> Result<String, LlmError> {
         let query = self.llm.strip_special_tokens(query);
         let passage = clean_and_truncate(&self.llm, passage, self.settings.max_passage_tokens)?;
         let passage = self.template.defuse(&passage);
         let values = BTreeMap::from([("query", query.as_str()), ("passage", passage.as_str())]);
-        let messages = self.template.messages(&values);
-        self.llm.encode(&self.llm.render(&messages, true)?)
+        self.llm.render(&self.template.messages(&values), true)
+    }
+
+    /// The model.
+    pub fn llm(&self) -> &Arc<Llm> {
+        &self.llm
+    }
+
+    /// The text of the label with the highest value (`yes`): the answer a manipulation of
+    /// this ranker wants.
+    pub fn best_label(&self) -> &str {
+        self.template
+            .labels
+            .iter()
+            .max_by(|a, b| a.value.total_cmp(&b.value))
+            .map_or("", |l| l.text.as_str())
     }
 
     /// Scores prompts (one forward pass for the batch).

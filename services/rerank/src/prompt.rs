@@ -18,6 +18,8 @@ pub enum PromptKind {
     Pointwise,
     /// One prompt per window of candidates, answered with a permutation.
     Listwise,
+    /// One prompt for the whole list, answered with a numbered list of item names.
+    Recommend,
 }
 
 /// A label of a pointwise prompt and the relevance it stands for.
@@ -46,9 +48,9 @@ pub struct PromptTemplate {
     /// The system message.
     pub system: String,
     /// The user message: `{query}` and `{passage}` (pointwise) or `{query}`, `{count}` and
-    /// `{passages}` (listwise).
+    /// `{passages}` (listwise, recommend).
     pub user: String,
-    /// Listwise: one candidate's line, with `{id}` and `{passage}`.
+    /// Listwise and recommend: one candidate's entry, with `{id}` and `{passage}`.
     #[serde(default)]
     pub item: Option<String>,
     /// Pointwise: the labels and their values.
@@ -62,7 +64,7 @@ pub struct PromptTemplate {
 }
 
 /// The built-in templates, by `name-vN`.
-const BUILT_IN: [(&str, &str); 5] = [
+const BUILT_IN: [(&str, &str); 7] = [
     ("yes-no-v1", include_str!("../prompts/yes-no-v1.json")),
     ("graded-v1", include_str!("../prompts/graded-v1.json")),
     (
@@ -77,6 +79,11 @@ const BUILT_IN: [(&str, &str); 5] = [
         "permutation-v1",
         include_str!("../prompts/permutation-v1.json"),
     ),
+    ("recommend-v1", include_str!("../prompts/recommend-v1.json")),
+    (
+        "recommend-hardened-v1",
+        include_str!("../prompts/recommend-hardened-v1.json"),
+    ),
 ];
 
 /// Default pointwise template.
@@ -87,6 +94,10 @@ pub const DEFAULT_LISTWISE: &str = "permutation-v1";
 pub const HARDENED_POINTWISE: &str = "yes-no-hardened-v1";
 /// Default hardened listwise template (the `harden` defense).
 pub const HARDENED_LISTWISE: &str = "permutation-hardened-v1";
+/// Default recommendation template.
+pub const DEFAULT_RECOMMEND: &str = "recommend-v1";
+/// Default hardened recommendation template.
+pub const HARDENED_RECOMMEND: &str = "recommend-hardened-v1";
 
 impl PromptTemplate {
     /// A built-in template by `name-vN`, or a JSON template file by path.
@@ -114,9 +125,11 @@ impl PromptTemplate {
             PromptKind::Pointwise if !t.user.contains("{passage}") => {
                 Some("a pointwise user message needs {passage}")
             }
-            PromptKind::Listwise if t.item.is_none() => Some("a listwise prompt needs item"),
-            PromptKind::Listwise if !t.user.contains("{passages}") => {
-                Some("a listwise user message needs {passages}")
+            PromptKind::Listwise | PromptKind::Recommend if t.item.is_none() => {
+                Some("a listwise or recommend prompt needs item")
+            }
+            PromptKind::Listwise | PromptKind::Recommend if !t.user.contains("{passages}") => {
+                Some("a listwise or recommend user message needs {passages}")
             }
             _ if !t.user.contains("{query}") => Some("the user message needs {query}"),
             _ => None,

@@ -11,6 +11,7 @@
 //!   re-ranker rank, so the LLM alone cannot move a page from the bottom to the top.
 //! - **all**: both.
 
+use folio_core::{Detector, Suspicion};
 use serde::{Deserialize, Serialize};
 
 use crate::SearchError;
@@ -77,26 +78,6 @@ impl std::str::FromStr for DefensePolicy {
             )),
         }
     }
-}
-
-/// Why a candidate looks manipulated.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Suspicion {
-    /// The detector that flagged it.
-    pub detector: String,
-    /// How strongly (detector-specific; higher is more suspicious).
-    pub score: f64,
-    /// What it found, e.g. the instruction-like phrases.
-    pub reasons: Vec<String>,
-}
-
-/// Looks at a candidate's text for signs of manipulation.
-pub trait Detector: Send + Sync {
-    /// Stable name, reported in [`Suspicion::detector`].
-    fn name(&self) -> &str;
-    /// A suspicion when the text looks manipulated, else `None`.
-    fn inspect(&self, text: &str) -> Option<Suspicion>;
 }
 
 /// Phrases that address a ranker rather than a reader: instruction overrides, ranking
@@ -173,7 +154,7 @@ impl Detector for InjectionPatterns {
 
 /// Reorders (or filters) `items` by `policy`: flagged ones (`Some` suspicion) move below the
 /// rest, or go. Both vectors keep their pairing.
-pub(crate) fn apply_policy<T>(
+pub fn apply_policy<T>(
     policy: DefensePolicy,
     items: Vec<T>,
     suspicions: Vec<Option<Suspicion>>,
@@ -194,7 +175,7 @@ pub(crate) fn apply_policy<T>(
 /// Damped re-ranking: the head `order` of a re-ranked list (indices into the list the
 /// re-ranker saw, best first) is reordered by the reciprocal-rank fusion of each page's place
 /// before and after re-ranking (k = 60); ties keep the re-ranker's order.
-pub(crate) fn damp(order: &mut [usize]) {
+pub fn damp(order: &mut [usize]) {
     const K: f64 = 60.0;
     let mut keyed: Vec<(f64, usize, usize)> = order
         .iter()

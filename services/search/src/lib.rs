@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{debug, instrument};
 
-pub use defense::{DEFENSES, Defense, DefensePolicy, Detector, InjectionPatterns, Suspicion};
+pub use defense::{DEFENSES, Defense, DefensePolicy, InjectionPatterns, apply_policy, damp};
+pub use folio_core::{Detector, Suspicion};
 pub use fusion::{Rrf, Weighted};
 pub use query_cache::CachedEmbedder;
 pub use query_image::{MAX_QUERY_IMAGE_BYTES, MAX_QUERY_IMAGE_SIDE, decode_query_image};
