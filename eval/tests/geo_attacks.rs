@@ -265,6 +265,7 @@ fn settings(out: PathBuf, trials: u64) -> RunSettings {
             resamples: 200,
             ..BootstrapOptions::default()
         },
+        report_only: false,
     }
 }
 
@@ -337,6 +338,15 @@ fn the_runner_reports_every_pair_and_resumes_without_redoing_trials() -> anyhow:
     let resumed = run(&suite, &scenarios, &settings(out.clone(), 3))?;
     assert_eq!((resumed.ran, resumed.skipped), (1, 143));
     assert_eq!(read_records(&path)?.len(), 144);
+    // A report-only run writes the report of what is recorded and runs nothing.
+    std::fs::remove_file(out.join("report.md"))?;
+    let report_only = RunSettings {
+        report_only: true,
+        ..settings(out.clone(), 3)
+    };
+    let outcome = run(&suite, &scenarios, &report_only)?;
+    assert_eq!((outcome.ran, outcome.skipped), (0, 0));
+    assert!(out.join("report.md").is_file());
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 use folio_core::Detector;
 use folio_search::{Defense, DefensePolicy, apply_policy, damp};
 
-use super::attacks::{Attack, AttackContext, Budget, Similarity, Tools, editable_text};
+use super::attacks::{Attack, AttackContext, Budget, Similarity, Tools};
 use super::metrics::BootstrapOptions;
 use super::ranker::GeoRanker;
 use super::record::{TrialKey, TrialRecord, append_jsonl, read_completed, read_records};
@@ -89,6 +89,8 @@ pub struct RunSettings {
     pub progress: bool,
     /// Bootstrap for the report's intervals.
     pub bootstrap: BootstrapOptions,
+    /// Run no trial: only write the report of the records already in `trials.jsonl`.
+    pub report_only: bool,
 }
 
 /// What a run did.
@@ -133,7 +135,12 @@ pub fn run(
     let total = scenarios.len() as u64 * settings.trials;
     let bar = folio_indexer::progress_bar(total, "trials", settings.progress);
     let (mut ran, mut skipped) = (0, 0);
-    for scenario in scenarios {
+    let todo = if settings.report_only {
+        &[][..]
+    } else {
+        scenarios
+    };
+    for scenario in todo {
         for trial in 0..settings.trials {
             bar.set_message(scenario.id.clone());
             let (r, s) = run_trial(suite, scenario, trial, settings, &done, &path)?;
@@ -223,10 +230,7 @@ fn run_trial(
             .map(|f| f.log_perplexity(&text))
             .transpose()?;
         let semantic = match (&suite.similarity, attack) {
-            (Some(sim), Some(_)) => Some(sim.similarity(
-                editable_text(&items[target]),
-                editable_text(&attacked_items[target]),
-            )?),
+            (Some(sim), Some(_)) => Some(sim.similarity(&clean_text, &text)?),
             _ => None,
         };
         for defense in pending {

@@ -100,6 +100,9 @@ pub struct GeoArgs {
     /// Output directory: trials.jsonl (resumed when present), report.md, report.json, plots.
     #[arg(long)]
     out: PathBuf,
+    /// Run no trial; write the report of the records already in <out>/trials.jsonl.
+    #[arg(long)]
+    report_only: bool,
 }
 
 /// MiniLM cosine similarity.
@@ -316,6 +319,7 @@ pub fn eval_geo(args: GeoArgs) -> Result<()> {
         out: args.out.clone(),
         progress: true,
         bootstrap: BootstrapOptions::default(),
+        report_only: args.report_only,
     };
     println!(
         "{} scenarios x {} trials, ranker {}, attacks {}, defenses {}",
