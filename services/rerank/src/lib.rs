@@ -113,6 +113,38 @@ pub fn build_reranker(
     })
 }
 
+/// The rendered chat prompt of a list template (listwise, recommend): each text cleaned, cut
+/// to `max_tokens`, defused and filled into the template's `item` (or `default_item`), the
+/// list filled into the user message with the query and the count.
+fn render_list(
+    llm: &Llm,
+    template: &prompt::PromptTemplate,
+    default_item: &str,
+    query: &str,
+    texts: &[&str],
+    max_tokens: usize,
+) -> Result<String, LlmError> {
+    use std::collections::BTreeMap;
+    let entry = template.item.as_deref().unwrap_or(default_item);
+    let mut listed = String::new();
+    for (i, t) in texts.iter().enumerate() {
+        let text = template.defuse(&clean_and_truncate(llm, t, max_tokens)?);
+        let id = (i + 1).to_string();
+        listed.push_str(&prompt::fill(
+            entry,
+            &BTreeMap::from([("id", id.as_str()), ("passage", text.as_str())]),
+        ));
+    }
+    let query = llm.strip_special_tokens(query);
+    let count = texts.len().to_string();
+    let values = BTreeMap::from([
+        ("query", query.as_str()),
+        ("count", count.as_str()),
+        ("passages", listed.as_str()),
+    ]);
+    llm.render(&template.messages(&values), true)
+}
+
 /// `text` without special-token strings, cut to at most `max_tokens` tokens.
 fn clean_and_truncate(llm: &Llm, text: &str, max_tokens: usize) -> Result<String, LlmError> {
     let clean = llm.strip_special_tokens(text);

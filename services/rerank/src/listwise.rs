@@ -2,7 +2,6 @@
 //! candidates; windows slide from the bottom of the list to the top so that good candidates
 //! rise through overlapping windows.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -11,8 +10,8 @@ use folio_core::{Candidate, RerankBudget, RerankError, Reranked, Reranker};
 use folio_models::llm::{Llm, LlmError, Stop};
 use tracing::{debug, warn};
 
-use crate::prompt::{DEFAULT_LISTWISE, PromptKind, PromptTemplate, fill};
-use crate::{RankerError, clean_and_truncate};
+use crate::prompt::{DEFAULT_LISTWISE, PromptKind, PromptTemplate};
+use crate::{RankerError, render_list};
 
 /// Listwise ranker settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,30 +160,15 @@ impl ListwiseRanker {
 
     /// The token ids of the prompt for one window of passages.
     pub fn prompt_ids(&self, query: &str, passages: &[&str]) -> Result<Vec<u32>, LlmError> {
-        let item = self
-            .template
-            .item
-            .as_deref()
-            .unwrap_or("[{id}] {passage}\n");
-        let mut listed = String::new();
-        for (i, p) in passages.iter().enumerate() {
-            let text = clean_and_truncate(&self.llm, p, self.settings.max_passage_tokens)?;
-            let text = self.template.defuse(&text);
-            let id = (i + 1).to_string();
-            listed.push_str(&fill(
-                item,
-                &BTreeMap::from([("id", id.as_str()), ("passage", text.as_str())]),
-            ));
-        }
-        let query = self.llm.strip_special_tokens(query);
-        let count = passages.len().to_string();
-        let values = BTreeMap::from([
-            ("query", query.as_str()),
-            ("count", count.as_str()),
-            ("passages", listed.as_str()),
-        ]);
-        let messages = self.template.messages(&values);
-        self.llm.encode(&self.llm.render(&messages, true)?)
+        let text = render_list(
+            &self.llm,
+            &self.template,
+            "[{id}] {passage}\n",
+            query,
+            passages,
+            self.settings.max_passage_tokens,
+        )?;
+        self.llm.encode(&text)
     }
 }
 

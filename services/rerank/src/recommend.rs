@@ -3,15 +3,14 @@
 //! names the items. This is how LLM shopping assistants rank products, and the ranker the
 //! strategic-text-sequence attacks target.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use folio_models::llm::{Llm, LlmError, Stop};
 use tracing::debug;
 
-use crate::prompt::{DEFAULT_RECOMMEND, PromptKind, PromptTemplate, fill};
-use crate::{RankerError, clean_and_truncate};
+use crate::prompt::{DEFAULT_RECOMMEND, PromptKind, PromptTemplate};
+use crate::{RankerError, render_list};
 
 /// Recommendation ranker settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,25 +87,15 @@ impl RecommendationRanker {
 
     /// The rendered prompt (chat template applied, ready for generation) for `items`.
     pub fn prompt_text(&self, query: &str, items: &[Item<'_>]) -> Result<String, LlmError> {
-        let entry = self.template.item.as_deref().unwrap_or("{passage}\n\n");
-        let mut listed = String::new();
-        for (i, item) in items.iter().enumerate() {
-            let text = clean_and_truncate(&self.llm, item.text, self.settings.max_item_tokens)?;
-            let text = self.template.defuse(&text);
-            let id = (i + 1).to_string();
-            listed.push_str(&fill(
-                entry,
-                &BTreeMap::from([("id", id.as_str()), ("passage", text.as_str())]),
-            ));
-        }
-        let query = self.llm.strip_special_tokens(query);
-        let count = items.len().to_string();
-        let values = BTreeMap::from([
-            ("query", query.as_str()),
-            ("count", count.as_str()),
-            ("passages", listed.as_str()),
-        ]);
-        self.llm.render(&self.template.messages(&values), true)
+        let texts: Vec<&str> = items.iter().map(|i| i.text).collect();
+        render_list(
+            &self.llm,
+            &self.template,
+            "{passage}\n\n",
+            query,
+            &texts,
+            self.settings.max_item_tokens,
+        )
     }
 
     /// The text a well-behaved answer starts with when it recommends `name` first.
