@@ -1,25 +1,12 @@
 //! The `folio` binary as users run it: index with a JSON report, search with --json, errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
 
-fn folio(args: &[&str]) -> anyhow::Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_folio"))
-        .args(args)
-        .output()?)
-}
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
-}
+mod common;
+use common::{folio, repo, s};
 
 #[test]
 fn index_report_then_search_json() -> anyhow::Result<()> {

@@ -1,20 +1,11 @@
 //! `folio eval geo` end to end with the tiny random Llama as ranker and attacker: on a
 //! catalog, on a retrieval scenario built from a BEIR dataset and a run, and report-only.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn folio(args: &[&str]) -> anyhow::Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_folio"))
-        .args(args)
-        .output()?)
-}
-
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
+mod common;
+use common::{folio, repo};
 
 fn tiny_llama() -> String {
     repo("services/models/tests/fixtures/llama/tiny-llama31")

@@ -1,0 +1,24 @@
+//! Helpers shared by the `folio` binary's tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the `folio` binary with `args`.
+pub fn folio(args: &[&str]) -> anyhow::Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(args)
+        .output()?)
+}
+
+/// A path relative to the repository root.
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+/// A path as an argument (empty when it is not UTF-8, which no test path is).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
