@@ -303,6 +303,14 @@ struct RankerArgs {
     /// (below the unflagged ones) or drop.
     #[arg(long, default_value = "demote")]
     defense_policy: folio_search::DefensePolicy,
+    /// Language model of the windowed-perplexity detector (the detect defense): a .gguf
+    /// file, a directory with one, or an HF model directory. Without it, detect runs the
+    /// injection patterns only.
+    #[arg(long)]
+    perplexity_model: Option<String>,
+    /// Windowed log-perplexity (nats) above which that detector flags a passage.
+    #[arg(long, default_value_t = folio_rerank::PerplexitySettings::default().threshold)]
+    perplexity_threshold: f64,
 }
 
 impl Default for RankerArgs {
@@ -315,6 +323,8 @@ impl Default for RankerArgs {
             hardened_pointwise_prompt: folio_rerank::prompt::HARDENED_POINTWISE.into(),
             hardened_listwise_prompt: folio_rerank::prompt::HARDENED_LISTWISE.into(),
             defense_policy: folio_search::DefensePolicy::default(),
+            perplexity_model: None,
+            perplexity_threshold: folio_rerank::PerplexitySettings::default().threshold,
         }
     }
 }
@@ -904,6 +914,22 @@ fn load_rerankers(args: &RankerArgs, modes: &[RerankMode]) -> Result<Vec<LoadedR
 /// unavailable, with its reason.
 fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) -> Result<()> {
     pipeline.set_defense_policy(args.defense_policy);
+    if let Some(reference) = &args.perplexity_model {
+        let llm = Llm::load(
+            reference,
+            LoadOptions::default(),
+            &folio_models::default_device(),
+        )
+        .with_context(|| format!("loading the perplexity detector's model {reference}"))?;
+        let settings = folio_rerank::PerplexitySettings {
+            threshold: args.perplexity_threshold,
+            ..Default::default()
+        };
+        pipeline.add_detector(Arc::new(folio_rerank::PerplexityDetector::new(
+            Arc::new(llm),
+            settings,
+        )?));
+    }
     pipeline.add_unavailable_reranker("vlm", folio_rerank::VLM_UNAVAILABLE);
     if args.ranker.is_none() && !needed {
         for name in ["pointwise", "listwise"] {

@@ -105,6 +105,42 @@ fn index_report_then_search_json() -> anyhow::Result<()> {
         text.contains("multicolumn.pdf  page") && text.contains("score"),
         "{text}"
     );
+
+    // The perplexity detector joins detect when given a model; at threshold 0 it flags all.
+    let tiny = repo("services/models/tests/fixtures/llama/tiny-llama31");
+    let detect = [
+        "search",
+        "--index",
+        s(&index),
+        "--json",
+        "--k",
+        "2",
+        "--defense",
+        "detect",
+        "--perplexity-model",
+        s(&tiny),
+        "--perplexity-threshold",
+        "0",
+        "columns of text",
+    ];
+    let out = folio(&detect)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let hits = v["hits"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hits.len(), 2);
+    for h in &hits {
+        assert_eq!(h["suspicion"]["detector"], "windowed-perplexity", "{h}");
+    }
+    // A wrong model path names it.
+    let mut wrong = detect;
+    wrong[9] = "/nonexistent/ppl-model";
+    let out = folio(&wrong)?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ppl-model"));
     Ok(())
 }
 
