@@ -644,14 +644,7 @@ impl Decoder {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let heads = |proj: &QMatMul, bias: Option<&Tensor>, n: usize| -> CResult<Tensor> {
-            let y = proj.forward(x)?;
-            let y = match bias {
-                Some(bias) => y.broadcast_add(bias)?,
-                None => y,
-            };
-            y.reshape((b, t, n, c.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
+            split_heads(proj.forward(x)?, bias, n, c.head_dim)
         };
         let bias = block.qkv_bias.as_ref();
         let rope = |x: Tensor| -> CResult<Tensor> {
@@ -688,6 +681,24 @@ impl Decoder {
             .reshape((b, t, c.num_heads * c.head_dim))?;
         Ok((block.o.forward(&out)?, kv))
     }
+}
+
+/// Projections `(b, t, n * head_dim)`, plus `bias` when given, as `n` heads
+/// `(b, n, t, head_dim)`.
+pub(crate) fn split_heads(
+    y: Tensor,
+    bias: Option<&Tensor>,
+    n: usize,
+    head_dim: usize,
+) -> CResult<Tensor> {
+    let (b, t, _) = y.dims3()?;
+    let y = match bias {
+        Some(bias) => y.broadcast_add(bias)?,
+        None => y,
+    };
+    y.reshape((b, t, n, head_dim))?
+        .transpose(1, 2)?
+        .contiguous()
 }
 
 /// The additive f32 attention mask `(b, 1, t, t)` of a left-padded batch whose rows hold

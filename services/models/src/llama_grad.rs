@@ -27,7 +27,7 @@ use candle_core::{D, DType, Module, Tensor, Var};
 use candle_nn::RmsNorm;
 
 use crate::ModelError;
-use crate::llama::{Block, Decoder, Llama, left_padded_causal_mask, repeat_kv};
+use crate::llama::{Block, Decoder, Llama, left_padded_causal_mask, repeat_kv, split_heads};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -274,14 +274,7 @@ impl Decoder {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let heads = |proj: &QMatMul, bias: Option<&Tensor>, n: usize| -> CResult<Tensor> {
-            let y = linear(proj, x)?;
-            let y = match bias {
-                Some(bias) => y.broadcast_add(bias)?,
-                None => y,
-            };
-            y.reshape((b, t, n, c.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
+            split_heads(linear(proj, x)?, bias, n, c.head_dim)
         };
         let bias = block.qkv_bias.as_ref();
         let rope = |x: Tensor| rope_differentiable(&x, cos, sin, self.interleaved_rope);
