@@ -8,6 +8,17 @@ use serde_json::Value;
 mod common;
 use common::{folio, repo, s};
 
+/// The hits of a successful `folio search --json`.
+fn json_hits(out: &std::process::Output) -> anyhow::Result<Vec<Value>> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v["hits"].as_array().cloned().unwrap_or_default())
+}
+
 #[test]
 fn index_report_then_search_json() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -70,13 +81,7 @@ fn index_report_then_search_json() -> anyhow::Result<()> {
         "2",
         "columns of text",
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout)?;
-    let hits = v["hits"].as_array().cloned().unwrap_or_default();
+    let hits = json_hits(&out)?;
     assert_eq!(hits.len(), 2);
     for h in &hits {
         for field in ["doc_id", "path", "snippet"] {
@@ -124,13 +129,7 @@ fn index_report_then_search_json() -> anyhow::Result<()> {
         "columns of text",
     ];
     let out = folio(&detect)?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout)?;
-    let hits = v["hits"].as_array().cloned().unwrap_or_default();
+    let hits = json_hits(&out)?;
     assert_eq!(hits.len(), 2);
     for h in &hits {
         assert_eq!(h["suspicion"]["detector"], "windowed-perplexity", "{h}");
