@@ -2,7 +2,8 @@
 //! evaluation of a search pipeline over a query set.
 //!
 //! [`route_runs`] asks the pipeline each query and keeps one TREC-style run per system: every
-//! route, and each fusion of them (`rrf`, `weighted`). [`metrics::evaluate`] scores a run against qrels the way
+//! route, each fusion of them (`rrf`, `weighted`), and the first fusion re-ranked and
+//! defended as a search request would have it ([`Systems`]). [`metrics::evaluate`] scores a run against qrels the way
 //! trec_eval does, so the same numbers come out of `folio eval metrics` on the run files.
 //! [`runner::run_retrieval`] does both on a BEIR-layout dataset and writes a report.
 
@@ -15,8 +16,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use folio_core::{DocId, FusedHit, Fuser, PageKey, Reranker};
-use folio_search::{Pipeline, SearchError, SearchRequest};
+use folio_core::{DocId, FusedHit, Fuser};
+use folio_search::{Defense, Pipeline, SearchError, SearchRequest};
 
 pub use metrics::{EvalOptions, Evaluation, Metric, MetricsError, Qrels, Run, evaluate};
 
@@ -47,9 +48,15 @@ impl EvalQuery {
 pub struct Systems<'a> {
     /// Fusions of the routes, by name.
     pub fusers: &'a [(&'a str, &'a dyn Fuser)],
-    /// Re-rankers run over the first fusion's list; their systems are named
-    /// `<fusion>+<name>`. A query whose re-ranking fails keeps the fused order (logged).
-    pub rerankers: &'a [(&'a str, &'a dyn Reranker)],
+    /// Re-rankers registered on the pipeline, by request name (`pointwise`, `listwise`), run
+    /// over the first fusion's list; their systems are named `<fusion>+<name>`. A query
+    /// whose re-ranking fails keeps the fused order.
+    pub rerankers: &'a [&'a str],
+    /// Defenses (`none`, `detect`, `harden`, `all`) each re-ranker runs under, as a search
+    /// request with that `defense` runs it; the system of a defense other than `none` is
+    /// `<fusion>+<re-ranker>+<defense>`. A defense that detects also runs without re-ranker,
+    /// as `<fusion>+<defense>`. Empty: `none` only.
+    pub defenses: &'a [&'a str],
     /// Fused pages each re-ranker reads.
     pub rerank_depth: usize,
     /// Time budget of one re-ranking.
@@ -57,11 +64,31 @@ pub struct Systems<'a> {
 }
 
 impl<'a> Systems<'a> {
+    /// The (re-ranker, defense) pairs that make systems beyond the fusions: every re-ranker
+    /// under every defense, and each detecting defense without a re-ranker.
+    fn defended(&self) -> Vec<(&'a str, &'a str)> {
+        let defenses: &[&str] = match self.defenses.is_empty() {
+            true => &["none"],
+            false => self.defenses,
+        };
+        let mut out = Vec::new();
+        for &d in defenses {
+            if Defense::parse(d).is_ok_and(|d| d.detect) {
+                out.push(("none", d));
+            }
+        }
+        for &r in self.rerankers {
+            out.extend(defenses.iter().map(|&d| (r, d)));
+        }
+        out
+    }
+
     /// The given fusions, no re-ranking.
     pub fn fusions(fusers: &'a [(&'a str, &'a dyn Fuser)]) -> Self {
         Systems {
             fusers,
             rerankers: &[],
+            defenses: &[],
             rerank_depth: 20,
             rerank_budget: Duration::from_secs(60),
         }
@@ -100,25 +127,30 @@ pub fn route_runs(
             .iter()
             .map(|(name, f)| (name.to_string(), f.fuse(&retrieved.lists, k)))
             .collect();
-        let mut reranked: Vec<(String, Vec<&PageKey>)> = Vec::new();
+        let mut reranked: Vec<(String, Vec<FusedHit>)> = Vec::new();
         if let Some((fusion, hits)) = fused.first() {
-            for (name, reranker) in systems.rerankers {
-                if text.trim().is_empty() {
-                    reranked.push((
-                        format!("{fusion}+{name}"),
-                        hits.iter().map(|h| &h.page).collect(),
-                    ));
-                    continue;
-                }
-                let outcome = pipeline.rerank_fused(
-                    *reranker,
+            for (rerank, defense) in systems.defended() {
+                let name = match (rerank, defense) {
+                    ("none", d) => format!("{fusion}+{d}"),
+                    (r, "none") => format!("{fusion}+{r}"),
+                    (r, d) => format!("{fusion}+{r}+{d}"),
+                };
+                // The re-rankers read the query text; without it the fused order stands.
+                let rerank = if text.trim().is_empty() {
+                    "none"
+                } else {
+                    rerank
+                };
+                let d = pipeline.defend_and_rerank(
                     text,
-                    hits,
+                    hits.clone(),
+                    rerank,
+                    Defense::parse(defense)?,
                     systems.rerank_depth,
                     systems.rerank_budget,
-                );
-                let pages = outcome.order.iter().map(|&i| &hits[i].page).collect();
-                reranked.push((format!("{fusion}+{name}"), pages));
+                )?;
+                let pages = d.outcome.order.iter().map(|&i| d.fused[i].clone());
+                reranked.push((name, pages.collect()));
             }
         }
         let lists = retrieved
@@ -136,11 +168,12 @@ pub fn route_runs(
                     hits.iter().map(|h| &h.page).collect::<Vec<_>>(),
                 )
             }))
-            .chain(
-                reranked
-                    .iter()
-                    .map(|(name, pages)| (name.as_str(), pages.clone())),
-            );
+            .chain(reranked.iter().map(|(name, hits)| {
+                (
+                    name.as_str(),
+                    hits.iter().map(|h| &h.page).collect::<Vec<_>>(),
+                )
+            }));
         for (system, pages) in lists {
             let n = pages.len();
             let docs = pages

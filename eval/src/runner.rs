@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use folio_core::{ChunkSettings, Embedder, EmbeddingKind, Fuser, PageEmbedder, Reranker};
+use folio_core::{ChunkSettings, Detector, Embedder, EmbeddingKind, Fuser, PageEmbedder, Reranker};
 use folio_datasets::{
     BeirDataset, PageDataset, PublishedFigure, Qrels, SampleSet, page_corpus_id, published_figures,
 };
@@ -16,7 +16,7 @@ use folio_indexer::{
     CorpusPage, Embedders, FileStatus, IndexSettings, TextDocument, index_files_with, index_pages,
     index_texts, progress_bar,
 };
-use folio_search::{Pipeline, SearchError, fuser_by_name};
+use folio_search::{Defense, DefensePolicy, Pipeline, SearchError, fuser_by_name};
 use folio_store::Store;
 use serde::Serialize;
 use thiserror::Error;
@@ -57,6 +57,8 @@ pub struct NamedReranker {
     pub name: String,
     /// The re-ranker.
     pub reranker: Arc<dyn Reranker>,
+    /// The same model with its hardened prompt, for the `harden` and `all` defenses.
+    pub hardened: Option<Arc<dyn Reranker>>,
 }
 
 impl std::fmt::Debug for NamedReranker {
@@ -94,7 +96,7 @@ impl std::fmt::Debug for PageModel {
 }
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RetrievalSettings {
     /// Routes to run (`bm25`, `dense`, `page`, `late`).
     pub routes: Vec<String>,
@@ -119,6 +121,14 @@ pub struct RetrievalSettings {
     pub rerankers: Vec<NamedReranker>,
     /// Fused pages each re-ranker reads.
     pub rerank_depth: usize,
+    /// Defenses to evaluate (`none`, `detect`, `harden`, `all`): each re-ranker runs under
+    /// each, and each detecting one also runs without re-ranker (see [`Systems`]). What
+    /// they cost on clean data is the difference to the undefended systems.
+    pub defenses: Vec<String>,
+    /// Detectors of the `detect` defense besides the built-in injection patterns.
+    pub detectors: Vec<Arc<dyn Detector>>,
+    /// What the `detect` defense does to a flagged page.
+    pub defense_policy: DefensePolicy,
 }
 
 impl Default for RetrievalSettings {
@@ -137,6 +147,9 @@ impl Default for RetrievalSettings {
             permutations: 10_000,
             rerankers: Vec::new(),
             rerank_depth: 20,
+            defenses: Vec::new(),
+            detectors: Vec::new(),
+            defense_policy: DefensePolicy::default(),
         }
     }
 }
@@ -446,19 +459,30 @@ pub fn run_retrieval(
     let bar = progress_bar(queries.len() as u64, "queries", settings.progress);
     let started = Instant::now();
     let pdfs = matches!(dataset.corpus, Corpus::Pdfs(_));
-    let rerankers: Vec<(&str, &dyn Reranker)> = settings
-        .rerankers
-        .iter()
-        .map(|r| (r.name.as_str(), r.reranker.as_ref()))
-        .collect();
-    if !rerankers.is_empty() && fusers.is_empty() {
+    for r in &settings.rerankers {
+        pipeline.add_reranker(&r.name, r.reranker.clone());
+        if let Some(h) = &r.hardened {
+            pipeline.add_hardened_reranker(&r.name, h.clone());
+        }
+    }
+    for d in &settings.detectors {
+        pipeline.add_detector(d.clone());
+    }
+    pipeline.set_defense_policy(settings.defense_policy);
+    let rerankers: Vec<&str> = settings.rerankers.iter().map(|r| r.name.as_str()).collect();
+    let defenses: Vec<&str> = settings.defenses.iter().map(String::as_str).collect();
+    for d in &defenses {
+        Defense::parse(d)?;
+    }
+    if (!rerankers.is_empty() || !defenses.is_empty()) && fusers.is_empty() {
         return Err(RunnerError::Invalid(
-            "re-ranking needs a fusion to re-rank (--fusion)".into(),
+            "re-ranking and defenses need a fusion to work on (--fusion)".into(),
         ));
     }
     let systems = Systems {
         fusers: &fusers,
         rerankers: &rerankers,
+        defenses: &defenses,
         rerank_depth: settings.rerank_depth,
         rerank_budget: Duration::from_secs(600),
     };

@@ -5,10 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use folio_core::testing::{HashEmbedder, PixelEmbedder};
-use folio_core::{Embedder, EmbeddingKind};
+use folio_core::{
+    Candidate, Detector, Embedder, EmbeddingKind, RerankBudget, RerankError, Reranked, Reranker,
+    Suspicion,
+};
 use folio_datasets::BeirDataset;
 use folio_eval::metrics::read_run;
-use folio_eval::runner::{EvalDataset, PageModel, RetrievalSettings, run_retrieval};
+use folio_eval::runner::{EvalDataset, NamedReranker, PageModel, RetrievalSettings, run_retrieval};
 use folio_eval::{EvalOptions, evaluate};
 
 fn settings() -> RetrievalSettings {
@@ -274,5 +277,152 @@ fn produces_the_report_on_the_bundled_pdf_samples() -> anyhow::Result<()> {
         "{run}"
     );
     assert!(out.path().join("report.md").is_file());
+    Ok(())
+}
+
+/// Reverses the candidates it is given (a re-ranker that is always wrong).
+struct Reverse;
+
+impl Reranker for Reverse {
+    fn name(&self) -> &str {
+        "reverse"
+    }
+    fn rerank(
+        &self,
+        _query: &str,
+        candidates: &[Candidate],
+        _budget: RerankBudget,
+    ) -> Result<Vec<Reranked>, RerankError> {
+        let n = candidates.len();
+        Ok((0..n)
+            .map(|i| Reranked {
+                index: n - 1 - i,
+                score: i as f64,
+            })
+            .collect())
+    }
+}
+
+/// Keeps the candidates' order.
+struct Keep;
+
+impl Reranker for Keep {
+    fn name(&self) -> &str {
+        "keep"
+    }
+    fn rerank(
+        &self,
+        _query: &str,
+        candidates: &[Candidate],
+        _budget: RerankBudget,
+    ) -> Result<Vec<Reranked>, RerankError> {
+        Ok((0..candidates.len())
+            .map(|index| Reranked {
+                index,
+                score: -(index as f64),
+            })
+            .collect())
+    }
+}
+
+/// Flags any text that mentions typewriters.
+struct Typewriters;
+
+impl Detector for Typewriters {
+    fn name(&self) -> &str {
+        "typewriters"
+    }
+    fn inspect(&self, text: &str) -> Option<Suspicion> {
+        text.to_lowercase()
+            .contains("typewriter")
+            .then(|| Suspicion {
+                detector: "typewriters".into(),
+                score: 1.0,
+                reasons: vec![],
+            })
+    }
+}
+
+#[test]
+fn evaluates_each_reranker_under_each_defense() -> anyhow::Result<()> {
+    let beir = BeirDataset::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beir-tiny"),
+        "test",
+    )?;
+    let dataset = EvalDataset::from_beir(&beir);
+    let out = tempfile::tempdir()?;
+    let index = out.path().join("index");
+    let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(64));
+    let defended = RetrievalSettings {
+        rerankers: vec![NamedReranker {
+            name: "reverse".into(),
+            reranker: Arc::new(Reverse),
+            hardened: Some(Arc::new(Keep)),
+        }],
+        defenses: ["none", "detect", "harden"].map(String::from).to_vec(),
+        detectors: vec![Arc::new(Typewriters)],
+        rerank_depth: 8,
+        ..settings()
+    };
+    let report = run_retrieval(
+        &dataset,
+        &index,
+        out.path(),
+        embedder.clone(),
+        None,
+        &defended,
+    )?;
+    let names: Vec<&str> = report.systems.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "bm25",
+            "dense",
+            "rrf",
+            "rrf+detect",
+            "rrf+reverse",
+            "rrf+reverse+detect",
+            "rrf+reverse+harden"
+        ]
+    );
+    let system = |name: &str| -> anyhow::Result<&folio_eval::runner::SystemReport> {
+        report
+            .systems
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no system {name}"))
+    };
+    let ndcg = |name: &str| -> anyhow::Result<f64> { Ok(system(name)?.mean["ndcg@10"]) };
+    // The reversing re-ranker hurts; its hardened twin keeps the fused order, and damping a
+    // re-ranker that agrees with the fusion changes nothing.
+    assert!(ndcg("rrf+reverse")? < ndcg("rrf")?);
+    assert_eq!(ndcg("rrf+reverse+harden")?, ndcg("rrf")?);
+    // Detection demotes the typewriter page, q2's only relevant one, to the bottom.
+    let run = read_run(&out.path().join(&system("rrf+detect")?.run_file))?;
+    let q2 = &run.0["q2"];
+    let lowest = q2
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(doc, _)| doc.as_str());
+    assert_eq!(lowest, Some("d2"), "{q2:?}");
+    assert!(
+        system("rrf+detect")?.per_query["q2"]["ndcg@10"]
+            < system("rrf")?.per_query["q2"]["ndcg@10"]
+    );
+    assert_eq!(
+        system("rrf+detect")?.per_query["q1"],
+        system("rrf")?.per_query["q1"],
+        "queries without a flagged page are untouched"
+    );
+
+    let unknown = RetrievalSettings {
+        defenses: vec!["shield".into()],
+        ..settings()
+    };
+    let err = run_retrieval(&dataset, &index, out.path(), embedder, None, &unknown)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("unknown defense \"shield\""), "{err}");
     Ok(())
 }

@@ -11,12 +11,13 @@
 //! hardened prompt and, for retrieval scenarios, damps the ranker's order with the retrieval
 //! order (reciprocal-rank fusion, as the search service does); `all` does both.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use folio_core::Detector;
+use folio_core::{Detector, Suspicion};
 use folio_search::{Defense, DefensePolicy, apply_policy, damp};
 
 use super::attacks::{Attack, AttackContext, Budget, Similarity, Tools};
@@ -140,10 +141,11 @@ pub fn run(
     } else {
         scenarios
     };
+    let verdicts = Verdicts::new(&suite.detectors);
     for scenario in todo {
         for trial in 0..settings.trials {
             bar.set_message(scenario.id.clone());
-            let (r, s) = run_trial(suite, scenario, trial, settings, &done, &path)?;
+            let (r, s) = run_trial(suite, &verdicts, scenario, trial, settings, &done, &path)?;
             ran += r;
             skipped += s;
             bar.inc(1);
@@ -165,6 +167,7 @@ pub fn run(
 /// records skipped).
 fn run_trial(
     suite: &Suite,
+    verdicts: &Verdicts<'_>,
     scenario: &Scenario,
     trial: u64,
     settings: &RunSettings,
@@ -223,7 +226,7 @@ fn run_trial(
         let attack_seconds = started.elapsed().as_secs_f64();
         let mut attacked_items = items.clone();
         attacked_items[target].text = text.clone();
-        let (flags, scores) = inspect(&suite.detectors, &text);
+        let (flags, scores) = verdicts.record(&text);
         let fluency = suite
             .fluency
             .as_ref()
@@ -238,16 +241,23 @@ fn run_trial(
             let before = match clean.get(&defense.name) {
                 Some(&r) => r,
                 None => {
-                    let r = defended_rank(suite, scenario, &order, &items, target, defense)?;
+                    let r =
+                        defended_rank(suite, verdicts, scenario, &order, &items, target, defense)?;
                     clean.insert(defense.name.clone(), r);
                     r
                 }
             };
             let after = match attack {
                 None => before,
-                Some(_) => {
-                    defended_rank(suite, scenario, &order, &attacked_items, target, defense)?
-                }
+                Some(_) => defended_rank(
+                    suite,
+                    verdicts,
+                    scenario,
+                    &order,
+                    &attacked_items,
+                    target,
+                    defense,
+                )?,
             };
             let record = TrialRecord {
                 scenario: scenario.id.clone(),
@@ -274,24 +284,53 @@ fn run_trial(
     Ok((ran, skipped))
 }
 
-/// Each detector's verdict and score on `text`.
-fn inspect(
-    detectors: &[Arc<dyn Detector>],
-    text: &str,
-) -> (BTreeMap<String, bool>, BTreeMap<String, f64>) {
-    let mut flags = BTreeMap::new();
-    let mut scores = BTreeMap::new();
-    for d in detectors {
-        flags.insert(d.name().to_string(), d.inspect(text).is_some());
-        scores.insert(d.name().to_string(), d.score(text));
+/// The detectors' verdicts on each text, computed once: the clean candidates recur in every
+/// trial, attack and defense of a scenario, and a model-based detector costs a forward pass.
+struct Verdicts<'a> {
+    detectors: &'a [Arc<dyn Detector>],
+    memo: RefCell<HashMap<String, Arc<[(Option<Suspicion>, f64)]>>>,
+}
+
+impl<'a> Verdicts<'a> {
+    fn new(detectors: &'a [Arc<dyn Detector>]) -> Self {
+        Verdicts {
+            detectors,
+            memo: RefCell::new(HashMap::new()),
+        }
     }
-    (flags, scores)
+
+    /// Each detector's suspicion and score on `text`, in detector order.
+    fn of(&self, text: &str) -> Arc<[(Option<Suspicion>, f64)]> {
+        if let Some(v) = self.memo.borrow().get(text) {
+            return v.clone();
+        }
+        let v: Arc<[_]> = self.detectors.iter().map(|d| d.assess(text)).collect();
+        self.memo.borrow_mut().insert(text.to_string(), v.clone());
+        v
+    }
+
+    /// The first detector's suspicion of `text`, as the serving path's detect defense sees it.
+    fn suspicion(&self, text: &str) -> Option<Suspicion> {
+        self.of(text).iter().find_map(|(s, _)| s.clone())
+    }
+
+    /// Each detector's verdict and score on `text`, by detector name, for a trial record.
+    fn record(&self, text: &str) -> (BTreeMap<String, bool>, BTreeMap<String, f64>) {
+        let mut flags = BTreeMap::new();
+        let mut scores = BTreeMap::new();
+        for (d, (suspicion, score)) in self.detectors.iter().zip(self.of(text).iter()) {
+            flags.insert(d.name().to_string(), suspicion.is_some());
+            scores.insert(d.name().to_string(), *score);
+        }
+        (flags, scores)
+    }
 }
 
 /// The target's 1-based rank when `items` (presentation order `order` of the scenario's
 /// candidates) are ranked under `defense`.
 fn defended_rank(
     suite: &Suite,
+    verdicts: &Verdicts<'_>,
     scenario: &Scenario,
     order: &[usize],
     items: &[Candidate],
@@ -323,12 +362,7 @@ fn defended_rank(
     if d.detect && !suite.detectors.is_empty() {
         let suspicions = ranked
             .iter()
-            .map(|&i| {
-                suite
-                    .detectors
-                    .iter()
-                    .find_map(|det| det.inspect(&items[i].text))
-            })
+            .map(|&i| verdicts.suspicion(&items[i].text))
             .collect();
         ranked = apply_policy(suite.policy, ranked, suspicions).0;
     }

@@ -18,7 +18,7 @@ use folio_eval::geo::{
     load_catalogs, markdown_table,
 };
 use folio_models::llm::{Llm, LoadOptions};
-use folio_rerank::{PerplexityDetector, PerplexitySettings};
+use folio_rerank::{InjectionJudge, InjectionSettings, PerplexityDetector, PerplexitySettings};
 use folio_search::{DefensePolicy, InjectionPatterns};
 
 #[derive(Args)]
@@ -85,6 +85,10 @@ pub struct GeoArgs {
     /// Windowed log-perplexity above which the perplexity detector flags a text.
     #[arg(long)]
     perplexity_threshold: Option<f64>,
+    /// Probability of "yes" at or above which the LLM injection check (asked of the ranker's
+    /// model) flags a text.
+    #[arg(long)]
+    injection_threshold: Option<f64>,
     /// GCG: suffix length in tokens.
     #[arg(long, default_value_t = 12)]
     gcg_suffix: usize,
@@ -295,11 +299,16 @@ pub fn eval_geo(args: GeoArgs) -> Result<()> {
         ppl_settings.threshold = t;
     }
     let perplexity = Arc::new(PerplexityDetector::new(llm.clone(), ppl_settings)?);
+    let mut check_settings = InjectionSettings::default();
+    if let Some(t) = args.injection_threshold {
+        check_settings.threshold = t;
+    }
+    let judge = Arc::new(InjectionJudge::new(llm.clone(), check_settings)?);
     let attacks = parse_attacks(&args, &similarity, &llm)?;
     let suite = Suite {
         ranker: Arc::new(LlmRanker::new(llm.clone(), style, false)?),
         hardened: Arc::new(LlmRanker::new(llm.clone(), style, true)?),
-        detectors: vec![Arc::new(InjectionPatterns), perplexity.clone()],
+        detectors: vec![Arc::new(InjectionPatterns), judge, perplexity.clone()],
         policy: args.defense_policy,
         fluency: Some(Arc::new(ModelFluency(perplexity))),
         similarity: Some(similarity),

@@ -129,6 +129,17 @@ struct RetrievalArgs {
     /// Fused pages each re-ranker reads.
     #[arg(long, default_value_t = 20)]
     rerank_depth: usize,
+    /// Ranking-manipulation defenses to evaluate on this clean data (what they cost): none,
+    /// detect, harden, all. Each re-ranker runs under each (systems
+    /// `<fusion>+<re-ranker>+<defense>`), and detect and all also run without re-ranker
+    /// (`<fusion>+<defense>`). Detectors: the injection patterns, plus --perplexity-model and
+    /// --injection-model when given.
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    defenses: Vec<String>,
+    /// Evaluate only the first N queries (in query-file order) that have judgements: for
+    /// slow systems such as LLM re-ranking on CPU.
+    #[arg(long)]
+    max_queries: Option<usize>,
     #[command(flatten)]
     ranker: RankerArgs,
     #[command(flatten)]
@@ -311,6 +322,14 @@ struct RankerArgs {
     /// Windowed log-perplexity (nats) above which that detector flags a passage.
     #[arg(long, default_value_t = folio_rerank::PerplexitySettings::default().threshold)]
     perplexity_threshold: f64,
+    /// Chat model of the LLM injection check (the detect defense): a .gguf file, a directory
+    /// with one, or an HF model directory. It asks the model whether each passage gives
+    /// instructions to an AI.
+    #[arg(long)]
+    injection_model: Option<String>,
+    /// Probability of "yes" at or above which the injection check flags a passage.
+    #[arg(long, default_value_t = folio_rerank::InjectionSettings::default().threshold)]
+    injection_threshold: f64,
 }
 
 impl Default for RankerArgs {
@@ -325,6 +344,8 @@ impl Default for RankerArgs {
             defense_policy: folio_search::DefensePolicy::default(),
             perplexity_model: None,
             perplexity_threshold: folio_rerank::PerplexitySettings::default().threshold,
+            injection_model: None,
+            injection_threshold: folio_rerank::InjectionSettings::default().threshold,
         }
     }
 }
@@ -909,26 +930,47 @@ fn load_rerankers(args: &RankerArgs, modes: &[RerankMode]) -> Result<Vec<LoadedR
     Ok(out)
 }
 
-/// Registers the pointwise and listwise re-rankers on `pipeline` when a ranker model is given
-/// (or `needed`); otherwise records why they are unavailable. The vlm re-ranker is always
-/// unavailable, with its reason.
-fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) -> Result<()> {
-    pipeline.set_defense_policy(args.defense_policy);
-    if let Some(reference) = &args.perplexity_model {
+/// The detect defense's model-based detectors that `args` ask for: windowed perplexity
+/// (`--perplexity-model`) and the LLM injection check (`--injection-model`).
+fn model_detectors(args: &RankerArgs) -> Result<Vec<Arc<dyn folio_search::Detector>>> {
+    let load = |reference: &str, what: &str| -> Result<Arc<Llm>> {
         let llm = Llm::load(
             reference,
             LoadOptions::default(),
             &folio_models::default_device(),
         )
-        .with_context(|| format!("loading the perplexity detector's model {reference}"))?;
+        .with_context(|| format!("loading the {what}'s model {reference}"))?;
+        Ok(Arc::new(llm))
+    };
+    let mut out: Vec<Arc<dyn folio_search::Detector>> = Vec::new();
+    if let Some(reference) = &args.perplexity_model {
         let settings = folio_rerank::PerplexitySettings {
             threshold: args.perplexity_threshold,
             ..Default::default()
         };
-        pipeline.add_detector(Arc::new(folio_rerank::PerplexityDetector::new(
-            Arc::new(llm),
-            settings,
+        let llm = load(reference, "perplexity detector")?;
+        out.push(Arc::new(folio_rerank::PerplexityDetector::new(
+            llm, settings,
         )?));
+    }
+    if let Some(reference) = &args.injection_model {
+        let settings = folio_rerank::InjectionSettings {
+            threshold: args.injection_threshold,
+            ..Default::default()
+        };
+        let llm = load(reference, "injection check")?;
+        out.push(Arc::new(folio_rerank::InjectionJudge::new(llm, settings)?));
+    }
+    Ok(out)
+}
+
+/// Registers the pointwise and listwise re-rankers on `pipeline` when a ranker model is given
+/// (or `needed`); otherwise records why they are unavailable. The vlm re-ranker is always
+/// unavailable, with its reason.
+fn attach_rerankers(pipeline: &mut Pipeline, args: &RankerArgs, needed: bool) -> Result<()> {
+    pipeline.set_defense_policy(args.defense_policy);
+    for d in model_detectors(args)? {
+        pipeline.add_detector(d);
     }
     pipeline.add_unavailable_reranker("vlm", folio_rerank::VLM_UNAVAILABLE);
     if args.ranker.is_none() && !needed {
@@ -1231,7 +1273,24 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
         true => load_rerankers(&args.ranker, &modes)?,
         false => Vec::new(),
     };
-    let dataset = load_eval_dataset(&args)?;
+    let defenses: Vec<String> = args.defenses.iter().map(|d| d.trim().to_string()).collect();
+    let mut detect = false;
+    for d in &defenses {
+        detect |= folio_search::Defense::parse(d)?.detect;
+    }
+    let detectors = match detect {
+        true => model_detectors(&args.ranker)?,
+        false => Vec::new(),
+    };
+    let mut dataset = load_eval_dataset(&args)?;
+    if let Some(n) = args.max_queries {
+        let qrels = &dataset.qrels;
+        dataset.queries.retain(|q| qrels.contains_key(&q.id));
+        dataset.queries.truncate(n);
+        let kept: std::collections::BTreeSet<&str> =
+            dataset.queries.iter().map(|q| q.id.as_str()).collect();
+        dataset.qrels.retain(|q, _| kept.contains(q.as_str()));
+    }
     let index = args.index.clone().unwrap_or_else(|| args.out.join("index"));
     let existing = Manifest::read(&index)?;
     let (embedder, source) = load_embedder(args.embedder.embedder.clone(), existing.as_ref())?;
@@ -1270,9 +1329,13 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
             .map(|r| folio_eval::runner::NamedReranker {
                 name: r.name.to_string(),
                 reranker: r.plain,
+                hardened: Some(r.hardened),
             })
             .collect(),
         rerank_depth: args.rerank_depth,
+        defenses,
+        detectors,
+        defense_policy: args.ranker.defense_policy,
         page_models,
         ..Default::default()
     };

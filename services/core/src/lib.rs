@@ -448,6 +448,11 @@ pub trait Detector: Send + Sync {
     fn score(&self, text: &str) -> f64 {
         self.inspect(text).map_or(0.0, |s| s.score)
     }
+    /// [`Detector::inspect`] and [`Detector::score`] together; detectors that run a model
+    /// override it to do the work once.
+    fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
+        (self.inspect(text), self.score(text))
+    }
 }
 
 /// Bounds on a search request's `k`.

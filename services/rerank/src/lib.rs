@@ -10,11 +10,16 @@
 //!   numbered list of item names, read back with [`parse_recommendations`]. Not a re-ranking
 //!   stage of search: the ranking-manipulation suite attacks it.
 //!
+//! - [`PerplexityDetector`] and [`InjectionJudge`]: detectors of manipulated candidate text
+//!   for the serving path's `detect` defense (windowed perplexity; an LLM yes/no check for
+//!   instructions addressed to an AI).
+//!
 //! Prompts are versioned JSON files ([`prompt`]); the model is any chat
 //! [`Llm`](folio_models::llm::Llm) (Llama 3.1 from an HF directory, SmolLM2 from a GGUF, ...).
 //! Untrusted text (query and passages) is stripped of the model's special-token strings before
 //! it enters a prompt.
 
+pub mod injection;
 mod listwise;
 pub mod perplexity;
 mod pointwise;
@@ -28,6 +33,7 @@ use folio_core::Reranker;
 use folio_models::llm::{Llm, LlmError};
 use thiserror::Error;
 
+pub use injection::{InjectionJudge, InjectionSettings};
 pub use listwise::{ListwiseRanker, ListwiseSettings, Repairs, parse_permutation};
 pub use perplexity::{PerplexityDetector, PerplexitySettings};
 pub use pointwise::{PointwiseRanker, PointwiseSettings};

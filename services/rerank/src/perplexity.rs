@@ -214,8 +214,9 @@ impl PerplexityDetector {
         Ok(Scored { ids, nll })
     }
 
-    /// The worst window of `text` with its score, if it is above the threshold.
-    fn suspicion(&self, text: &str) -> Result<Option<Suspicion>, LlmError> {
+    /// The worst window of `text` as a suspicion if it is above the threshold, and its
+    /// score (0 for a text with no token to score).
+    fn assessment(&self, text: &str) -> Result<(Option<Suspicion>, f64), LlmError> {
         let scored = self.score_tokens(text)?;
         let worst = self
             .windows_of(&scored)
@@ -223,14 +224,14 @@ impl PerplexityDetector {
             .map(|w| (w, scored.mean(w)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
         let Some(((start, end), score)) = worst else {
-            return Ok(None);
+            return Ok((None, 0.0));
         };
         if score <= self.settings.threshold {
-            return Ok(None);
+            return Ok((None, score.max(0.0)));
         }
         // Scored token j is ids[j + 1].
         let quoted = quote(&self.llm.decode(&scored.ids[start + 1..end + 1])?);
-        Ok(Some(Suspicion {
+        let suspicion = Suspicion {
             detector: NAME.into(),
             score,
             reasons: vec![format!(
@@ -238,7 +239,8 @@ impl PerplexityDetector {
                  {:.2})",
                 self.settings.threshold
             )],
-        }))
+        };
+        Ok((Some(suspicion), score))
     }
 }
 
@@ -251,20 +253,18 @@ impl Detector for PerplexityDetector {
     /// (tokenizer or inference failure) is logged as a warning and gives `None`: a detector
     /// that cannot run does not flag.
     fn inspect(&self, text: &str) -> Option<Suspicion> {
-        match self.suspicion(text) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(detector = NAME, error = %e, "perplexity detector failed; not flagging");
-                None
-            }
-        }
+        self.assess(text).0
     }
 
     /// The worst window's log-perplexity, flagged or not; 0 when the model fails (logged).
     fn score(&self, text: &str) -> f64 {
-        PerplexityDetector::score(self, text).unwrap_or_else(|e| {
-            warn!(detector = NAME, error = %e, "perplexity detector failed; scoring 0");
-            0.0
+        self.assess(text).1
+    }
+
+    fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
+        self.assessment(text).unwrap_or_else(|e| {
+            warn!(detector = NAME, error = %e, "perplexity detector failed; not flagging");
+            (None, 0.0)
         })
     }
 }

@@ -54,7 +54,16 @@ impl PointwiseRanker {
     /// Loads the prompt and resolves each label form to a single token; a label with no
     /// single-token form is an error naming it.
     pub fn new(llm: Arc<Llm>, settings: PointwiseSettings) -> Result<Self, RankerError> {
-        let template = PromptTemplate::load_kind(&settings.prompt, PromptKind::Pointwise)?;
+        Self::of_kind(llm, settings, PromptKind::Pointwise)
+    }
+
+    /// [`PointwiseRanker::new`] for a prompt of another yes/no kind ([`PromptKind::Check`]).
+    pub(crate) fn of_kind(
+        llm: Arc<Llm>,
+        settings: PointwiseSettings,
+        kind: PromptKind,
+    ) -> Result<Self, RankerError> {
+        let template = PromptTemplate::load_kind(&settings.prompt, kind)?;
         let mut labels = Vec::with_capacity(template.labels.len());
         for label in &template.labels {
             let forms = match label.forms.is_empty() {

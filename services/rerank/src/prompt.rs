@@ -20,6 +20,9 @@ pub enum PromptKind {
     Listwise,
     /// One prompt for the whole list, answered with a numbered list of item names.
     Recommend,
+    /// A yes/no question about one text, no query (the LLM injection check); scored like a
+    /// pointwise prompt.
+    Check,
 }
 
 /// A label of a pointwise prompt and the relevance it stands for.
@@ -64,7 +67,11 @@ pub struct PromptTemplate {
 }
 
 /// The built-in templates, by `name-vN`.
-const BUILT_IN: [(&str, &str); 7] = [
+const BUILT_IN: [(&str, &str); 8] = [
+    (
+        "injection-check-v1",
+        include_str!("../prompts/injection-check-v1.json"),
+    ),
     ("yes-no-v1", include_str!("../prompts/yes-no-v1.json")),
     ("graded-v1", include_str!("../prompts/graded-v1.json")),
     (
@@ -98,6 +105,8 @@ pub const HARDENED_LISTWISE: &str = "permutation-hardened-v1";
 pub const DEFAULT_RECOMMEND: &str = "recommend-v1";
 /// Default hardened recommendation template.
 pub const HARDENED_RECOMMEND: &str = "recommend-hardened-v1";
+/// The built-in prompt of the LLM injection check.
+pub const INJECTION_CHECK: &str = "injection-check-v1";
 
 impl PromptTemplate {
     /// A built-in template by `name-vN`, or a JSON template file by path.
@@ -121,10 +130,13 @@ impl PromptTemplate {
         let t: PromptTemplate = serde_json::from_str(text)
             .map_err(|e| RankerError::Prompt(format!("{origin}: {e}")))?;
         let problem = match t.kind {
-            PromptKind::Pointwise if t.labels.is_empty() => Some("a pointwise prompt needs labels"),
-            PromptKind::Pointwise if !t.user.contains("{passage}") => {
-                Some("a pointwise user message needs {passage}")
+            PromptKind::Pointwise | PromptKind::Check if t.labels.is_empty() => {
+                Some("a pointwise or check prompt needs labels")
             }
+            PromptKind::Pointwise | PromptKind::Check if !t.user.contains("{passage}") => {
+                Some("a pointwise or check user message needs {passage}")
+            }
+            PromptKind::Check => None,
             PromptKind::Listwise | PromptKind::Recommend if t.item.is_none() => {
                 Some("a listwise or recommend prompt needs item")
             }

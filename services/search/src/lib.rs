@@ -371,6 +371,23 @@ pub fn fuser_by_name(name: &str) -> Result<Box<dyn Fuser>, SearchError> {
     }
 }
 
+/// What [`Pipeline::defend_and_rerank`] made of a fused list.
+#[derive(Debug, Clone)]
+pub struct Defended {
+    /// The fused list after the defense policy (flagged pages demoted or dropped).
+    pub fused: Vec<FusedHit>,
+    /// Each page's suspicion, if a detector flagged it (parallel to `fused`).
+    pub suspicions: Vec<Option<Suspicion>>,
+    /// The final order over `fused`, with re-ranker scores and any re-ranking error.
+    pub outcome: RerankOutcome,
+    /// The re-ranker that ran (`none` when none did).
+    pub reranker: String,
+    /// Time in the detectors.
+    pub defense_ms: f64,
+    /// Time in the re-ranker.
+    pub rerank_ms: f64,
+}
+
 /// Runs searches over one opened index.
 pub struct Pipeline {
     store: Arc<Store>,
@@ -730,61 +747,41 @@ impl Pipeline {
         })
     }
 
-    /// Runs a search: retrieval, fusion, the requested re-ranker over the top
+    /// Runs a search: retrieval, fusion, the request's defense and re-ranker over the top
     /// `rerank_depth` fused pages (fused order and `degraded` if it fails), and the hits.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, SearchError> {
         request.validate()?;
         let defense = Defense::parse(&request.defense)?;
-        let reranker = self.reranker(&request.rerank, defense.harden)?;
+        let reranks = self.reranker(&request.rerank, defense.harden)?.is_some();
         let mut fused_request = request.clone();
-        if reranker.is_some() {
+        if reranks {
             // Fuse deep enough for the re-ranker, then page over its order.
             fused_request.offset = 0;
             fused_request.k = (request.offset + request.k).max(request.rerank_depth);
         }
         let retrieved = self.retrieve(&fused_request)?;
         let mut timings = retrieved.timings;
-        let mut fused = retrieved.fused;
+        let mut d = self.defend_and_rerank(
+            &request.query,
+            retrieved.fused,
+            &request.rerank,
+            defense,
+            request.rerank_depth,
+            Duration::from_millis(request.rerank_budget_ms),
+        )?;
+        timings.defense_ms = d.defense_ms;
+        timings.rerank_ms = d.rerank_ms;
 
         let started = Instant::now();
-        let mut suspicions = vec![None; fused.len()];
-        if defense.detect {
-            suspicions = fused.iter().map(|h| self.inspect(h)).collect();
-            (fused, suspicions) = defense::apply_policy(self.defense_policy, fused, suspicions);
-        }
-        timings.defense_ms = ms(started);
-        // Demoted candidates stay below the rest: the re-ranker sees only the unflagged head.
-        let mut depth = request.rerank_depth;
-        if self.defense_policy == DefensePolicy::Demote {
-            depth = depth.min(suspicions.iter().filter(|s| s.is_none()).count());
-        }
-
-        let started = Instant::now();
-        let mut outcome = match reranker {
-            Some(r) if depth > 0 => self.rerank_fused(
-                r.as_ref(),
-                &request.query,
-                &fused,
-                depth,
-                Duration::from_millis(request.rerank_budget_ms),
-            ),
-            _ => RerankOutcome::fused(fused.len(), None),
-        };
-        if defense.harden && reranker.is_some() && outcome.error.is_none() {
-            let head = depth.min(outcome.order.len());
-            defense::damp(&mut outcome.order[..head]);
-        }
-        timings.rerank_ms = ms(started);
-
-        let started = Instant::now();
-        let hits = outcome
+        let hits = d
+            .outcome
             .order
             .iter()
             .skip(request.offset)
             .take(request.k)
             .map(|&i| {
-                let mut hit = self.hit(&fused[i], i + 1, outcome.scores[i], &request.query);
-                hit.suspicion = suspicions[i].take();
+                let mut hit = self.hit(&d.fused[i], i + 1, d.outcome.scores[i], &request.query);
+                hit.suspicion = d.suspicions[i].take();
                 hit
             })
             .collect();
@@ -793,10 +790,59 @@ impl Pipeline {
             hits,
             offset: request.offset,
             k: request.k,
-            reranker: reranker.map_or(NO_RERANK, |r| r.name()).to_string(),
-            degraded: outcome.error.is_some(),
-            rerank_error: outcome.error,
+            reranker: d.reranker,
+            degraded: d.outcome.error.is_some(),
+            rerank_error: d.outcome.error,
             timings,
+        })
+    }
+
+    /// The stages after fusion, as [`Pipeline::search`] runs them: with `defense.detect`, the
+    /// detectors over every fused page's passage and the defense policy; then the re-ranker
+    /// `rerank` (a name as in requests; its hardened twin under `defense.harden`) over the top
+    /// `depth` (only unflagged pages when flagged ones are demoted), within `budget`; and with
+    /// `defense.harden`, the damping of its order. The retrieval evaluation calls it to
+    /// measure what a defense costs on clean data.
+    pub fn defend_and_rerank(
+        &self,
+        query: &str,
+        fused: Vec<FusedHit>,
+        rerank: &str,
+        defense: Defense,
+        depth: usize,
+        budget: Duration,
+    ) -> Result<Defended, SearchError> {
+        let reranker = self.reranker(rerank, defense.harden)?;
+        let started = Instant::now();
+        let mut fused = fused;
+        let mut suspicions = vec![None; fused.len()];
+        if defense.detect {
+            suspicions = fused.iter().map(|h| self.inspect(h)).collect();
+            (fused, suspicions) = defense::apply_policy(self.defense_policy, fused, suspicions);
+        }
+        let defense_ms = ms(started);
+        // Demoted candidates stay below the rest: the re-ranker sees only the unflagged head.
+        let mut depth = depth;
+        if self.defense_policy == DefensePolicy::Demote {
+            depth = depth.min(suspicions.iter().filter(|s| s.is_none()).count());
+        }
+
+        let started = Instant::now();
+        let mut outcome = match reranker {
+            Some(r) if depth > 0 => self.rerank_fused(r.as_ref(), query, &fused, depth, budget),
+            _ => RerankOutcome::fused(fused.len(), None),
+        };
+        if defense.harden && reranker.is_some() && outcome.error.is_none() {
+            let head = depth.min(outcome.order.len());
+            defense::damp(&mut outcome.order[..head]);
+        }
+        Ok(Defended {
+            fused,
+            suspicions,
+            outcome,
+            reranker: reranker.map_or(NO_RERANK, |r| r.name()).to_string(),
+            defense_ms,
+            rerank_ms: ms(started),
         })
     }
 
