@@ -140,6 +140,14 @@ fn index_report_then_search_json() -> anyhow::Result<()> {
     let out = folio(&wrong)?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ppl-model"));
+    // So does the LLM injection check; at threshold 0 it flags all.
+    let mut check = detect;
+    check[8] = "--injection-model";
+    check[10] = "--injection-threshold";
+    let out = folio(&check)?;
+    for h in &json_hits(&out)? {
+        assert_eq!(h["suspicion"]["detector"], "injection-llm", "{h}");
+    }
     Ok(())
 }
 
@@ -286,6 +294,53 @@ fn eval_retrieval_writes_runs_report_and_charts() -> anyhow::Result<()> {
     assert!(again.status.success());
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
     assert_eq!(report["documents_indexed"], 0);
+
+    // A re-ranker under defenses, on the first two judged queries, with the LLM injection
+    // check among the detectors.
+    let tiny = repo("services/models/tests/fixtures/llama/tiny-llama31");
+    let defended = folio(&[
+        "eval",
+        "retrieval",
+        "--dataset",
+        s(&dataset),
+        "--out",
+        s(&out),
+        "--rerank",
+        "pointwise",
+        "--ranker",
+        s(&tiny),
+        "--defenses",
+        "none,all",
+        "--injection-model",
+        s(&tiny),
+        "--max-queries",
+        "2",
+    ])?;
+    let stdout = String::from_utf8_lossy(&defended.stdout);
+    assert!(
+        defended.status.success(),
+        "{}",
+        String::from_utf8_lossy(&defended.stderr)
+    );
+    assert!(stdout.contains("8 documents, 2 queries"), "{stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
+    let names: Vec<&str> = report["systems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "bm25",
+            "dense",
+            "rrf",
+            "rrf+all",
+            "rrf+pointwise",
+            "rrf+pointwise+all"
+        ]
+    );
 
     let bad = folio(&[
         "eval",

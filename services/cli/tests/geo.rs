@@ -65,6 +65,7 @@ fn catalogs_run_end_to_end_and_resume() -> anyhow::Result<()> {
         "report.json",
         "promotion.svg",
         "roc-windowed-perplexity.svg",
+        "roc-injection-llm.svg",
     ] {
         assert!(out.join(f).is_file(), "{f}");
     }
