@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use folio_eval::geo::attacks::template::{INJECTION, Strategy};
@@ -50,12 +51,15 @@ impl GeoRanker for KeywordRanker {
 /// outside the template's fence; otherwise it keeps the catalog order.
 struct ObedientRanker {
     template: PromptTemplate,
+    /// Rankings asked of it.
+    calls: AtomicUsize,
 }
 
 impl ObedientRanker {
     fn new(prompt: &str) -> Self {
         ObedientRanker {
             template: PromptTemplate::load(prompt).expect("built-in prompt"),
+            calls: AtomicUsize::new(0),
         }
     }
 
@@ -88,6 +92,7 @@ impl GeoRanker for ObedientRanker {
         "obedient"
     }
     fn rank(&self, query: &str, items: &[Candidate]) -> Result<Ranking, GeoError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let mut order: Vec<usize> = (0..items.len()).collect();
         order.sort_by_key(|&i| (!self.obeys(query, &items[i].text), items[i].id.clone()));
         Ok(Ranking {
@@ -236,9 +241,23 @@ fn the_hardened_prompt_and_the_injection_detector_stop_the_naive_injection() -> 
 }
 
 fn suite(attacks: Vec<Attack>, defenses: &[&str]) -> anyhow::Result<Suite> {
+    obedient_suite(
+        Arc::new(ObedientRanker::new(DEFAULT_POINTWISE)),
+        Arc::new(ObedientRanker::new(HARDENED_POINTWISE)),
+        attacks,
+        defenses,
+    )
+}
+
+fn obedient_suite(
+    ranker: Arc<ObedientRanker>,
+    hardened: Arc<ObedientRanker>,
+    attacks: Vec<Attack>,
+    defenses: &[&str],
+) -> anyhow::Result<Suite> {
     Ok(Suite {
-        ranker: Arc::new(ObedientRanker::new(DEFAULT_POINTWISE)),
-        hardened: Arc::new(ObedientRanker::new(HARDENED_POINTWISE)),
+        ranker,
+        hardened,
         detectors: vec![Arc::new(InjectionPatterns)],
         policy: DefensePolicy::Demote,
         fluency: None,
@@ -279,11 +298,18 @@ fn the_runner_reports_every_pair_and_resumes_without_redoing_trials() -> anyhow:
             Attack::Template(Strategy::KeywordStuffing),
         ]
     };
-    let suite = suite(attacks(), &["none", "detect", "harden", "all"])?;
+    let plain = Arc::new(ObedientRanker::new(DEFAULT_POINTWISE));
+    let hardened = Arc::new(ObedientRanker::new(HARDENED_POINTWISE));
+    let defenses = ["none", "detect", "harden", "all"];
+    let suite = obedient_suite(plain.clone(), hardened.clone(), attacks(), &defenses)?;
     let out = dir.path().join("run");
     let first = run(&suite, &scenarios, &settings(out.clone(), 3))?;
     // 4 scenarios x 3 trials x (clean + 2 attacks) x 4 defenses.
     assert_eq!((first.ran, first.skipped), (144, 0));
+    // Each list is ranked once per prompt: none and detect share the plain ranking, harden
+    // and all the hardened one (these template attacks call no ranker themselves).
+    assert_eq!(plain.calls.load(Ordering::Relaxed), 4 * 3 * 3);
+    assert_eq!(hardened.calls.load(Ordering::Relaxed), 4 * 3 * 3);
     for name in [
         "report.md",
         "report.json",

@@ -22,7 +22,7 @@ use folio_search::{Defense, DefensePolicy, apply_policy, damp};
 
 use super::attacks::{Attack, AttackContext, Budget, Similarity, Tools};
 use super::metrics::BootstrapOptions;
-use super::ranker::GeoRanker;
+use super::ranker::{GeoRanker, Ranking};
 use super::record::{TrialKey, TrialRecord, append_jsonl, read_completed, read_records};
 use super::report::{GeoSummary, NO_ATTACK, markdown_table, summarize};
 use super::scenario::{Candidate, Scenario};
@@ -141,11 +141,11 @@ pub fn run(
     } else {
         scenarios
     };
-    let verdicts = Verdicts::new(&suite.detectors);
+    let memo = Memo::new(&suite.detectors);
     for scenario in todo {
         for trial in 0..settings.trials {
             bar.set_message(scenario.id.clone());
-            let (r, s) = run_trial(suite, &verdicts, scenario, trial, settings, &done, &path)?;
+            let (r, s) = run_trial(suite, &memo, scenario, trial, settings, &done, &path)?;
             ran += r;
             skipped += s;
             bar.inc(1);
@@ -167,7 +167,7 @@ pub fn run(
 /// records skipped).
 fn run_trial(
     suite: &Suite,
-    verdicts: &Verdicts<'_>,
+    memo: &Memo<'_>,
     scenario: &Scenario,
     trial: u64,
     settings: &RunSettings,
@@ -226,7 +226,7 @@ fn run_trial(
         let attack_seconds = started.elapsed().as_secs_f64();
         let mut attacked_items = items.clone();
         attacked_items[target].text = text.clone();
-        let (flags, scores) = verdicts.record(&text);
+        let (flags, scores) = memo.record(&text);
         let fluency = suite
             .fluency
             .as_ref()
@@ -241,8 +241,7 @@ fn run_trial(
             let before = match clean.get(&defense.name) {
                 Some(&r) => r,
                 None => {
-                    let r =
-                        defended_rank(suite, verdicts, scenario, &order, &items, target, defense)?;
+                    let r = defended_rank(suite, memo, scenario, &order, &items, target, defense)?;
                     clean.insert(defense.name.clone(), r);
                     r
                 }
@@ -251,7 +250,7 @@ fn run_trial(
                 None => before,
                 Some(_) => defended_rank(
                     suite,
-                    verdicts,
+                    memo,
                     scenario,
                     &order,
                     &attacked_items,
@@ -284,28 +283,66 @@ fn run_trial(
     Ok((ran, skipped))
 }
 
-/// The detectors' verdicts on each text, computed once: the clean candidates recur in every
-/// trial, attack and defense of a scenario, and a model-based detector costs a forward pass.
-struct Verdicts<'a> {
+/// Work a run does once: the detectors' verdicts on each text (the clean candidates recur in
+/// every trial, attack and defense of a scenario, and a model-based detector costs a forward
+/// pass), and the rankings of each list (`none` and `detect` rank the same list with the same
+/// prompt, as do `harden` and `all`; the rankers decode greedily).
+struct Memo<'a> {
     detectors: &'a [Arc<dyn Detector>],
-    memo: RefCell<HashMap<String, Arc<[(Option<Suspicion>, f64)]>>>,
+    verdicts: RefCell<HashMap<String, Verdicts>>,
+    rankings: RefCell<HashMap<RankingKey, Ranking>>,
 }
 
-impl<'a> Verdicts<'a> {
+/// Each detector's suspicion and score on one text, in detector order.
+type Verdicts = Arc<[(Option<Suspicion>, f64)]>;
+
+/// A ranking's inputs: hardened prompt or not, the query, the items' texts in order.
+type RankingKey = (bool, String, Vec<String>);
+
+impl<'a> Memo<'a> {
     fn new(detectors: &'a [Arc<dyn Detector>]) -> Self {
-        Verdicts {
+        Memo {
             detectors,
-            memo: RefCell::new(HashMap::new()),
+            verdicts: RefCell::new(HashMap::new()),
+            rankings: RefCell::new(HashMap::new()),
         }
     }
 
+    /// The plain or hardened ranker's ranking of `items` for `query`.
+    fn ranking(
+        &self,
+        suite: &Suite,
+        hardened: bool,
+        query: &str,
+        items: &[Candidate],
+    ) -> Result<Ranking, GeoError> {
+        let key = (
+            hardened,
+            query.to_string(),
+            items.iter().map(|c| c.text.clone()).collect(),
+        );
+        if let Some(r) = self.rankings.borrow().get(&key) {
+            return Ok(r.clone());
+        }
+        let ranker = if hardened {
+            &suite.hardened
+        } else {
+            &suite.ranker
+        };
+        let r = ranker.rank(query, items)?;
+        self.rankings.borrow_mut().insert(key, r.clone());
+        Ok(r)
+    }
+
     /// Each detector's suspicion and score on `text`, in detector order.
-    fn of(&self, text: &str) -> Arc<[(Option<Suspicion>, f64)]> {
-        if let Some(v) = self.memo.borrow().get(text) {
+    fn of(&self, text: &str) -> Verdicts {
+        if let Some(v) = self.verdicts.borrow().get(text) {
             return v.clone();
         }
-        let v: Arc<[_]> = self.detectors.iter().map(|d| d.assess(text)).collect();
-        self.memo.borrow_mut().insert(text.to_string(), v.clone());
+        let v: Verdicts = self.detectors.iter().map(|d| d.assess(text)).collect();
+        self.verdicts
+            .borrow_mut()
+            .insert(text.to_string(), v.clone());
         v
     }
 
@@ -330,7 +367,7 @@ impl<'a> Verdicts<'a> {
 /// candidates) are ranked under `defense`.
 fn defended_rank(
     suite: &Suite,
-    verdicts: &Verdicts<'_>,
+    memo: &Memo<'_>,
     scenario: &Scenario,
     order: &[usize],
     items: &[Candidate],
@@ -338,12 +375,7 @@ fn defended_rank(
     defense: &NamedDefense,
 ) -> Result<usize, GeoError> {
     let d = defense.defense;
-    let ranker = if d.harden {
-        &suite.hardened
-    } else {
-        &suite.ranker
-    };
-    let ranking = ranker.rank(&scenario.query, items)?;
+    let ranking = memo.ranking(suite, d.harden, &scenario.query, items)?;
     // Items the ranker left out follow the ones it named, tied, in presentation order.
     let mut ranked = ranking.order.clone();
     let named: HashSet<usize> = ranked.iter().copied().collect();
@@ -362,7 +394,7 @@ fn defended_rank(
     if d.detect && !suite.detectors.is_empty() {
         let suspicions = ranked
             .iter()
-            .map(|&i| verdicts.suspicion(&items[i].text))
+            .map(|&i| memo.suspicion(&items[i].text))
             .collect();
         ranked = apply_policy(suite.policy, ranked, suspicions).0;
     }
