@@ -3,12 +3,14 @@
 //! over its queries, write one TREC run per system, score them, and compare the best system
 //! with each other by a paired randomisation test.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use folio_core::{ChunkSettings, Detector, Embedder, EmbeddingKind, Fuser, PageEmbedder, Reranker};
+use folio_core::{
+    ChunkSettings, Detector, Embedder, EmbeddingKind, Fuser, PageEmbedder, Reranker, Suspicion,
+};
 use folio_datasets::{
     BeirDataset, PageDataset, PublishedFigure, Qrels, SampleSet, page_corpus_id, published_figures,
 };
@@ -67,6 +69,46 @@ impl std::fmt::Debug for NamedReranker {
             .field("name", &self.name)
             .field("reranker", &self.reranker.name())
             .finish()
+    }
+}
+
+/// A detector that answers each text once: the defended systems inspect the same fused
+/// pages, and a model-based detector costs a forward pass per text.
+struct Remembered {
+    inner: Arc<dyn Detector>,
+    seen: Mutex<HashMap<String, (Option<Suspicion>, f64)>>,
+}
+
+impl Remembered {
+    fn new(inner: Arc<dyn Detector>) -> Self {
+        Remembered {
+            inner,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Detector for Remembered {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn inspect(&self, text: &str) -> Option<Suspicion> {
+        self.assess(text).0
+    }
+
+    fn score(&self, text: &str) -> f64 {
+        self.assess(text).1
+    }
+
+    fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
+        let seen = || self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(v) = seen().get(text) {
+            return v.clone();
+        }
+        let v = self.inner.assess(text);
+        seen().insert(text.to_string(), v.clone());
+        v
     }
 }
 
@@ -466,7 +508,7 @@ pub fn run_retrieval(
         }
     }
     for d in &settings.detectors {
-        pipeline.add_detector(d.clone());
+        pipeline.add_detector(Arc::new(Remembered::new(d.clone())));
     }
     pipeline.set_defense_policy(settings.defense_policy);
     let rerankers: Vec<&str> = settings.rerankers.iter().map(|r| r.name.as_str()).collect();

@@ -240,16 +240,7 @@ fn the_hardened_prompt_and_the_injection_detector_stop_the_naive_injection() -> 
     Ok(())
 }
 
-fn suite(attacks: Vec<Attack>, defenses: &[&str]) -> anyhow::Result<Suite> {
-    obedient_suite(
-        Arc::new(ObedientRanker::new(DEFAULT_POINTWISE)),
-        Arc::new(ObedientRanker::new(HARDENED_POINTWISE)),
-        attacks,
-        defenses,
-    )
-}
-
-fn obedient_suite(
+fn suite(
     ranker: Arc<ObedientRanker>,
     hardened: Arc<ObedientRanker>,
     attacks: Vec<Attack>,
@@ -301,7 +292,7 @@ fn the_runner_reports_every_pair_and_resumes_without_redoing_trials() -> anyhow:
     let plain = Arc::new(ObedientRanker::new(DEFAULT_POINTWISE));
     let hardened = Arc::new(ObedientRanker::new(HARDENED_POINTWISE));
     let defenses = ["none", "detect", "harden", "all"];
-    let suite = obedient_suite(plain.clone(), hardened.clone(), attacks(), &defenses)?;
+    let suite = suite(plain.clone(), hardened.clone(), attacks(), &defenses)?;
     let out = dir.path().join("run");
     let first = run(&suite, &scenarios, &settings(out.clone(), 3))?;
     // 4 scenarios x 3 trials x (clean + 2 attacks) x 4 defenses.
