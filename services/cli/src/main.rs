@@ -478,6 +478,12 @@ struct ServeArgs {
     /// Server-side folder that `POST /v1/documents` may index by path (off by default).
     #[arg(long, env = "FOLIO_INGEST_ROOT")]
     ingest_root: Option<PathBuf>,
+    /// Query node: serve an existing index that another process writes (`folio index`, an
+    /// indexer job, a writable server on a shared volume), picking up its new generations;
+    /// write nothing (no uploads, deletes or data directory), so the index may be mounted
+    /// read-only and any number of nodes may serve it.
+    #[arg(long, env = "FOLIO_READ_ONLY", conflicts_with_all = ["ingest_root", "data_dir"])]
+    read_only: bool,
     /// Where ingestion tasks and uploaded PDFs are kept (default: <index>/service).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -1063,6 +1069,13 @@ fn serve(args: ServeArgs) -> Result<()> {
             ..IndexSettings::default()
         },
     };
+    if existing.is_none() && args.read_only {
+        bail!(
+            "no Folio index at {}: a read-only node serves an index another process writes; \
+             build it first (folio index) or start without --read-only",
+            args.index.display()
+        );
+    }
     if existing.is_none() {
         let models = Embedders {
             text: ingest.text.as_ref(),
@@ -1097,6 +1110,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         data_dir: args
             .data_dir
             .unwrap_or_else(|| folio_server::ServerConfig::new(&args.index).data_dir),
+        read_only: args.read_only,
         ..folio_server::ServerConfig::new(&args.index)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

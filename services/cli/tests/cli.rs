@@ -159,6 +159,17 @@ fn errors_are_clear_and_exit_nonzero() -> anyhow::Result<()> {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a Folio index"), "{err}");
 
+    // A read-only node does not create the index it should serve.
+    let missing = tmp.path().join("none-yet");
+    let out = folio(&["serve", "--index", s(&missing), "--read-only"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no Folio index at") && err.contains("read-only"),
+        "{err}"
+    );
+    assert!(!missing.exists());
+
     let out = folio(&[
         "index",
         s(&repo("datasets/samples/multicolumn.pdf")),

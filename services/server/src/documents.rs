@@ -233,6 +233,9 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(doc_id): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
+    if state.config.read_only {
+        return Err(crate::error::read_only());
+    }
     let id = DocId(doc_id.clone());
     if state.index.pipeline().store().document(&id).is_none() {
         return Err(no_document(&doc_id));

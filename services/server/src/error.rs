@@ -180,6 +180,15 @@ impl From<MultipartError> for ApiError {
     }
 }
 
+/// The refusal of a write on a read-only query node.
+pub(crate) fn read_only() -> ApiError {
+    ApiError::Forbidden(
+        "this is a read-only query node: it serves the index another process writes; upload \
+         and delete through a writable server or folio index"
+            .into(),
+    )
+}
+
 /// The request's content type, lowercased (empty when absent or not text).
 pub(crate) fn content_type(request: &axum::extract::Request) -> String {
     request

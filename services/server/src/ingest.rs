@@ -80,6 +80,9 @@ pub(crate) struct TaskQuery {
 }
 
 fn ingest_of(state: &AppState) -> Result<&std::sync::Arc<Ingest>, ApiError> {
+    if state.config.read_only {
+        return Err(crate::error::read_only());
+    }
     state.ingest.as_ref().ok_or_else(|| {
         ApiError::Unavailable(
             "this server was started without ingestion (no models to index with)".into(),

@@ -62,18 +62,19 @@ pub struct Server {
 impl Server {
     /// A server for `pipeline` (over an opened index). With `ingest`, `POST /v1/documents`
     /// indexes with those models (the index's own); its task queue is opened, and tasks
-    /// left unfinished by an earlier run are queued again.
+    /// left unfinished by an earlier run are queued again. A `read_only` config ignores
+    /// `ingest`.
     pub fn new(
         pipeline: Pipeline,
         config: ServerConfig,
         ingest: Option<IngestModels>,
     ) -> std::io::Result<Self> {
         let (ingest, worker) = match ingest {
-            Some(models) => {
+            Some(models) if !config.read_only => {
                 let (i, w) = Ingest::open(&config.data_dir, models)?;
                 (Some(i), Some(w))
             }
-            None => (None, None),
+            _ => (None, None),
         };
         let state = AppState {
             in_flight: Arc::new(Semaphore::new(config.max_concurrent)),
@@ -238,6 +239,9 @@ pub struct Health {
     rerankers: Vec<String>,
     /// Whether `POST /v1/documents` is available.
     ingest: bool,
+    /// Whether this is a read-only query node (no uploads or deletes; it serves what another
+    /// process writes).
+    read_only: bool,
 }
 
 /// Liveness, with the served index's size and what searches may select.
@@ -254,6 +258,7 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
         routes: names(pipeline.route_names()),
         rerankers: names(pipeline.reranker_names()),
         ingest: state.ingest.is_some(),
+        read_only: state.config.read_only,
     })
 }
 

@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// How often the index directory is checked for a newer generation.
     pub reload_interval: Duration,
+    /// A query node: serves the index another process writes (an indexer job, or a writable
+    /// server on the same volume) and writes nothing itself: no ingestion, no deletes, no
+    /// data directory. New generations are picked up every `reload_interval`.
+    pub read_only: bool,
 }
 
 impl ServerConfig {
@@ -49,6 +53,7 @@ impl ServerConfig {
             ingest_root: None,
             data_dir: index.join("service"),
             reload_interval: Duration::from_secs(2),
+            read_only: false,
         }
     }
 }

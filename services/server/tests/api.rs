@@ -777,6 +777,73 @@ async fn a_generation_published_elsewhere_is_served_without_a_restart() -> anyho
 }
 
 #[tokio::test]
+async fn a_read_only_node_serves_what_others_write_and_writes_nothing() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let pipeline = small_index(tmp.path())?;
+    let before = listing(tmp.path())?;
+    let config = ServerConfig {
+        read_only: true,
+        ..ServerConfig::new(tmp.path())
+    };
+    // Models for ingestion are ignored on a read-only node.
+    let server = Server::new(pipeline, config, Some(ingest_models()))?;
+    let app = server.router();
+    let (status, v) = send(&app, get("/healthz")?).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (v["read_only"].as_bool(), v["ingest"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let (status, v) = send(
+        &app,
+        json_post("/v1/search", r#"{"query": "annual report"}"#)?,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["hits"][0]["doc_id"], DOC, "{v}");
+    // Writes are refused, naming why.
+    let pdf = std::fs::read(samples().join("multi_page.pdf"))?;
+    let upload = multipart_post(
+        "/v1/documents",
+        multipart(&[("file", Some("multi_page.pdf"), &pdf)]),
+    )?;
+    let (status, v) = send(&app, upload).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(message(&v).contains("read-only query node"), "{v}");
+    let delete = Request::delete(format!("/v1/documents/{DOC}")).body(Body::empty())?;
+    let (status, v) = send(&app, delete).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(message(&v).contains("read-only query node"), "{v}");
+    // Nothing was written next to the index.
+    assert_eq!(listing(tmp.path())?, before);
+    // A generation another process publishes is served.
+    let mut writer = StoreWriter::open_existing(tmp.path())?;
+    writer.remove(&DocId(DOC.into()));
+    writer.commit()?;
+    assert_eq!(server.index().reload_if_newer(), Some(2));
+    let (_, v) = send(&app, get("/healthz")?).await?;
+    assert_eq!(v["documents"], 0);
+    Ok(())
+}
+
+/// Every path under `dir`, sorted.
+fn listing(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[tokio::test]
 async fn cors_answers_the_configured_origins() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let server = server_over_small_index(tmp.path(), |c| {
