@@ -488,17 +488,17 @@ struct ServeArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Largest upload request, in MiB.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, env = "FOLIO_MAX_UPLOAD_MB", default_value_t = 512)]
     max_upload_mb: usize,
     /// Time limit of one request, in seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, env = "FOLIO_REQUEST_TIMEOUT", default_value_t = 60)]
     request_timeout: u64,
     /// Requests in flight beyond which the server answers 429 (retry-after).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "FOLIO_MAX_CONCURRENT", default_value_t = 256)]
     max_concurrent: usize,
     /// Text queries whose embeddings are kept for reuse (a repeated query skips the model);
     /// 0 turns the cache off.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "FOLIO_QUERY_CACHE", default_value_t = 10_000)]
     query_cache: usize,
     /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any.
     #[arg(long, env = "FOLIO_CORS_ORIGINS", value_delimiter = ',')]
