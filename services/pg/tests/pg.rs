@@ -1,0 +1,265 @@
+//! The PostgreSQL backend against a real PostgreSQL 18 with pgvector: a primary and a
+//! streaming replica that `scripts/pg/cluster.sh` starts on loopback in a temporary
+//! directory. Skipped, with the reason printed, where the script cannot install or start them.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use folio_core::testing::HashEmbedder;
+use folio_core::{DocId, DocMeta, Document, Embedder, Page, PageKey, Passage};
+use folio_pg::{PgError, PgStore};
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg/cluster.sh")
+}
+
+/// A primary and its replica, stopped (and their data removed) on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    primary: String,
+    replica: String,
+}
+
+impl Cluster {
+    fn start() -> anyhow::Result<Option<Cluster>> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port_pair()?;
+        let out = Command::new(script())
+            .arg("start")
+            .arg(dir.path())
+            .arg(port.to_string())
+            .output()?;
+        if !out.status.success() {
+            eprintln!(
+                "skipped: scripts/pg/cluster.sh could not start PostgreSQL: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return Ok(None);
+        }
+        let stdout = String::from_utf8(out.stdout)?;
+        let url = |name: &str| -> anyhow::Result<String> {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .map(String::from)
+                .ok_or_else(|| anyhow::anyhow!("no {name} URL in {stdout}"))
+        };
+        Ok(Some(Cluster {
+            primary: url("primary")?,
+            replica: url("replica")?,
+            dir,
+        }))
+    }
+
+    fn run(&self, action: &str) -> anyhow::Result<()> {
+        let out = Command::new(script())
+            .arg(action)
+            .arg(self.dir.path())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "cluster.sh {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.run("stop");
+    }
+}
+
+/// A loopback port whose successor is free too (the replica's).
+fn free_port_pair() -> anyhow::Result<u16> {
+    for _ in 0..50 {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no two adjacent free ports")
+}
+
+const TEXTS: [(&str, &[&str]); 3] = [
+    (
+        "nuts",
+        &[
+            "A self-locking nut holds tight under vibration.",
+            "Torque wrenches tighten bolts to a specified torque.",
+        ],
+    ),
+    (
+        "rain",
+        &["Monthly rainfall in the northern provinces peaks in November."],
+    ),
+    (
+        "typewriter",
+        &["The typewriter was patented in 1868 and sped up office work."],
+    ),
+];
+
+fn document(name: &str, texts: &[&str]) -> (Document, Vec<Page>, Vec<Passage>) {
+    let doc_id = DocId(format!("doc-{name}"));
+    let key = PageKey {
+        doc_id: doc_id.clone(),
+        page: 1,
+    };
+    let doc = Document {
+        doc_id,
+        path: format!("/pdfs/{name}.pdf"),
+        content_hash: format!("hash-{name}"),
+        pages: 1,
+        bytes: 1000,
+        meta: DocMeta {
+            collection: Some("tests".into()),
+            ..Default::default()
+        },
+    };
+    let page = Page {
+        key: key.clone(),
+        text: texts.join("\n"),
+    };
+    let passages = texts
+        .iter()
+        .map(|t| Passage {
+            id: 0,
+            page: key.clone(),
+            char_start: 0,
+            char_end: t.chars().count() as u32,
+            text: t.to_string(),
+            boxes: Vec::new(),
+        })
+        .collect();
+    (doc, vec![page], passages)
+}
+
+fn load(store: &PgStore, embedder: &HashEmbedder) -> anyhow::Result<()> {
+    for (name, texts) in TEXTS {
+        let (doc, pages, passages) = document(name, texts);
+        let vectors: Vec<Vec<f32>> = texts.iter().map(|t| embedder.embed(t)).collect();
+        let ids = store.put_document(&doc, &pages, &passages, &vectors)?;
+        assert_eq!(ids.len(), texts.len());
+    }
+    Ok(())
+}
+
+fn text_of(store: &PgStore, id: u64) -> anyhow::Result<String> {
+    Ok(store
+        .passage(id)?
+        .ok_or_else(|| anyhow::anyhow!("no passage {id}"))?
+        .text)
+}
+
+#[test]
+fn documents_round_trip_and_both_searches_find_them_on_primary_and_replica() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let store = PgStore::connect(&cluster.primary)?;
+    assert_eq!(store.applied_migrations()?, [1]);
+    // Migrations are applied once: a second connection finds nothing to do.
+    assert_eq!(
+        PgStore::connect(&cluster.primary)?.applied_migrations()?,
+        [1]
+    );
+
+    let embedder = HashEmbedder::new(32);
+    store.set_embedder(embedder.info())?;
+    store.set_embedder(embedder.info())?;
+    let other = HashEmbedder::new(16).info().clone();
+    let err = store.set_embedder(&other).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(err, PgError::Schema(_)) && err.to_string().contains("16-d"),
+        "{err}"
+    );
+    assert_eq!(store.embedder()?.as_ref(), Some(embedder.info()));
+
+    load(&store, &embedder)?;
+    let docs = store.documents()?;
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[0].meta.collection.as_deref(), Some("tests"));
+    // Re-putting a document replaces it rather than adding to it.
+    load(&store, &embedder)?;
+    assert_eq!(store.documents()?.len(), 3);
+
+    // Dense: a passage's own embedding finds it first, at similarity ~1 (f16 storage).
+    let query = "The typewriter was patented in 1868 and sped up office work.";
+    let hits = store.dense(&embedder.embed(query), 3, 40)?;
+    assert_eq!(hits.len(), 3);
+    assert_eq!(text_of(&store, hits[0].0)?, query);
+    assert!(hits[0].1 > 0.99, "{hits:?}");
+    assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "{hits:?}");
+    // Lexical: any of the query's lexemes, stemmed ("tightening" matches "tighten").
+    let hits = store.lexical("tightening bolts", 5)?;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(text_of(&store, hits[0].0)?.starts_with("Torque wrenches"));
+    assert!(
+        store.lexical("the of and", 5)?.is_empty(),
+        "stop words alone match nothing"
+    );
+
+    // The replica serves the same answers once it has replayed the writes.
+    let lsn = store.wal_position()?;
+    let replica = PgStore::connect_replica(&cluster.replica)?;
+    let started = Instant::now();
+    while !replica.has_replayed(&lsn)? {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "replica lags");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(replica.documents()?, store.documents()?);
+    assert_eq!(
+        replica.dense(&embedder.embed(query), 3, 40)?,
+        store.dense(&embedder.embed(query), 3, 40)?
+    );
+    // A replica takes no writes.
+    let (doc, pages, passages) = document("extra", &["More text."]);
+    assert!(
+        replica
+            .put_document(&doc, &pages, &passages, &[embedder.embed("More text.")])
+            .is_err()
+    );
+
+    // Delete.
+    assert!(store.remove(&DocId("doc-rain".into()))?);
+    assert!(!store.remove(&DocId("doc-rain".into()))?);
+    assert!(store.lexical("rainfall", 5)?.is_empty());
+    assert_eq!(store.documents()?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn acknowledged_documents_survive_a_primary_crash() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let store = PgStore::connect(&cluster.primary)?;
+    let embedder = HashEmbedder::new(32);
+    store.set_embedder(embedder.info())?;
+    load(&store, &embedder)?;
+    // Immediate shutdown: no checkpoint, as if the machine lost power.
+    cluster.run("kill")?;
+    assert!(store.documents().is_err(), "the primary is down");
+    cluster.run("restart")?;
+    let store = PgStore::connect(&cluster.primary)?;
+    assert_eq!(store.documents()?.len(), TEXTS.len());
+    let hits = store.lexical("rainfall", 5)?;
+    assert_eq!(hits.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_server_that_is_not_there_is_named() {
+    let err = PgStore::connect("postgres://folio:pw@127.0.0.1:1/folio")
+        .map(|_| ())
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("127.0.0.1:1") && !text.contains("pw"),
+        "{text}"
+    );
+}
