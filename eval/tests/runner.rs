@@ -4,11 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use folio_core::testing::{HashEmbedder, PixelEmbedder};
-use folio_core::{
-    Candidate, Detector, Embedder, EmbeddingKind, RerankBudget, RerankError, Reranked, Reranker,
-    Suspicion,
-};
+use folio_core::testing::{HashEmbedder, OrderReranker, PixelEmbedder};
+use folio_core::{Detector, Embedder, EmbeddingKind, Suspicion};
 use folio_datasets::BeirDataset;
 use folio_eval::metrics::read_run;
 use folio_eval::runner::{EvalDataset, NamedReranker, PageModel, RetrievalSettings, run_retrieval};
@@ -22,13 +19,15 @@ fn settings() -> RetrievalSettings {
     }
 }
 
+/// The eight-document BEIR fixture.
+fn beir_tiny() -> anyhow::Result<EvalDataset> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beir-tiny");
+    Ok(EvalDataset::from_beir(&BeirDataset::load(&dir, "test")?))
+}
+
 #[test]
 fn writes_runs_and_reports_and_reuses_the_index() -> anyhow::Result<()> {
-    let beir = BeirDataset::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beir-tiny"),
-        "test",
-    )?;
-    let dataset = EvalDataset::from_beir(&beir);
+    let dataset = beir_tiny()?;
     assert_eq!(dataset.queries.len(), 4, "the unjudged query is left out");
     let out = tempfile::tempdir()?;
     let index = out.path().join("index");
@@ -280,51 +279,6 @@ fn produces_the_report_on_the_bundled_pdf_samples() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reverses the candidates it is given (a re-ranker that is always wrong).
-struct Reverse;
-
-impl Reranker for Reverse {
-    fn name(&self) -> &str {
-        "reverse"
-    }
-    fn rerank(
-        &self,
-        _query: &str,
-        candidates: &[Candidate],
-        _budget: RerankBudget,
-    ) -> Result<Vec<Reranked>, RerankError> {
-        let n = candidates.len();
-        Ok((0..n)
-            .map(|i| Reranked {
-                index: n - 1 - i,
-                score: i as f64,
-            })
-            .collect())
-    }
-}
-
-/// Keeps the candidates' order.
-struct Keep;
-
-impl Reranker for Keep {
-    fn name(&self) -> &str {
-        "keep"
-    }
-    fn rerank(
-        &self,
-        _query: &str,
-        candidates: &[Candidate],
-        _budget: RerankBudget,
-    ) -> Result<Vec<Reranked>, RerankError> {
-        Ok((0..candidates.len())
-            .map(|index| Reranked {
-                index,
-                score: -(index as f64),
-            })
-            .collect())
-    }
-}
-
 /// Flags any text that mentions typewriters.
 struct Typewriters;
 
@@ -345,19 +299,20 @@ impl Detector for Typewriters {
 
 #[test]
 fn evaluates_each_reranker_under_each_defense() -> anyhow::Result<()> {
-    let beir = BeirDataset::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beir-tiny"),
-        "test",
-    )?;
-    let dataset = EvalDataset::from_beir(&beir);
+    let dataset = beir_tiny()?;
     let out = tempfile::tempdir()?;
     let index = out.path().join("index");
     let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(64));
     let defended = RetrievalSettings {
         rerankers: vec![NamedReranker {
             name: "reverse".into(),
-            reranker: Arc::new(Reverse),
-            hardened: Some(Arc::new(Keep)),
+            // Always wrong; its hardened twin keeps the fused order.
+            reranker: Arc::new(OrderReranker::new("reverse", |_, c| {
+                (0..c.len()).rev().collect()
+            })),
+            hardened: Some(Arc::new(OrderReranker::new("keep", |_, c| {
+                (0..c.len()).collect()
+            }))),
         }],
         defenses: ["none", "detect", "harden"].map(String::from).to_vec(),
         detectors: vec![Arc::new(Typewriters)],

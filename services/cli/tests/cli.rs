@@ -19,6 +19,17 @@ fn json_hits(out: &std::process::Output) -> anyhow::Result<Vec<Value>> {
     Ok(v["hits"].as_array().cloned().unwrap_or_default())
 }
 
+/// The system names of an evaluation's report.json, in report order.
+fn system_names(report: &Path) -> anyhow::Result<Vec<String>> {
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(report)?)?;
+    Ok(report["systems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .collect())
+}
+
 #[test]
 fn index_report_then_search_json() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -288,15 +299,9 @@ fn eval_retrieval_writes_runs_report_and_charts() -> anyhow::Result<()> {
     );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("8 documents, 4 queries"), "{stdout}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
-    let names: Vec<&str> = report["systems"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = system_names(&out.join("report.json"))?;
     assert_eq!(names, ["bm25", "dense", "rrf", "weighted"]);
-    for name in names {
+    for name in &names {
         assert!(out.join(format!("runs/{name}.trec")).is_file());
     }
     assert!(out.join("report.md").is_file() && out.join("plots/ndcg_at_10.svg").is_file());
@@ -334,13 +339,7 @@ fn eval_retrieval_writes_runs_report_and_charts() -> anyhow::Result<()> {
         String::from_utf8_lossy(&defended.stderr)
     );
     assert!(stdout.contains("8 documents, 2 queries"), "{stdout}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
-    let names: Vec<&str> = report["systems"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = system_names(&out.join("report.json"))?;
     assert_eq!(
         names,
         [

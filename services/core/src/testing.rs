@@ -1,9 +1,55 @@
 //! Test doubles, behind the `testing` feature.
 
 use crate::{
-    DocInput, EmbedError, Embedder, EmbedderInfo, Embedding, EmbeddingKind, PageEmbedder,
-    PageImage, QueryInput, VisualQuery,
+    Candidate, DocInput, EmbedError, Embedder, EmbedderInfo, Embedding, EmbeddingKind,
+    PageEmbedder, PageImage, QueryInput, RerankBudget, RerankError, Reranked, Reranker,
+    VisualQuery,
 };
+
+/// How an [`OrderReranker`] orders candidates: indices best first.
+type OrderFn = dyn Fn(&str, &[Candidate]) -> Vec<usize> + Send + Sync;
+
+/// A re-ranker that orders the candidates with a closure (indices best first; scores fall
+/// with the position): a test stand-in for an LLM with a known preference.
+pub struct OrderReranker {
+    name: String,
+    order: Box<OrderFn>,
+}
+
+impl OrderReranker {
+    /// A re-ranker named `name` that puts candidates in the order `order` returns.
+    pub fn new(
+        name: &str,
+        order: impl Fn(&str, &[Candidate]) -> Vec<usize> + Send + Sync + 'static,
+    ) -> Self {
+        OrderReranker {
+            name: name.to_string(),
+            order: Box::new(order),
+        }
+    }
+}
+
+impl Reranker for OrderReranker {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rerank(
+        &self,
+        query: &str,
+        candidates: &[Candidate],
+        _budget: RerankBudget,
+    ) -> Result<Vec<Reranked>, RerankError> {
+        Ok((self.order)(query, candidates)
+            .into_iter()
+            .enumerate()
+            .map(|(pos, index)| Reranked {
+                index,
+                score: 1.0 / (pos + 1) as f64,
+            })
+            .collect())
+    }
+}
 
 /// A deterministic bag-of-words embedder: each lower-cased alphanumeric word adds 1 to the
 /// bucket its FNV-1a hash picks, and the vector is L2-normalised. Texts sharing words are

@@ -174,3 +174,48 @@ mod tests {
         assert!(err.contains("pointwise, listwise"), "{err}");
     }
 }
+
+/// Models the unit tests load: the tiny random Llama fixture and the real SmolLM2.
+#[cfg(test)]
+pub(crate) mod test_models {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use folio_models::Device;
+    use folio_models::llm::{Llm, LoadOptions};
+
+    /// The tiny random Llama-3.1-shaped fixture of folio-models.
+    pub(crate) fn tiny() -> anyhow::Result<Arc<Llm>> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/tests/fixtures/llama/tiny-llama31"
+        );
+        Ok(Arc::new(Llm::load(
+            dir,
+            LoadOptions::default(),
+            &Device::Cpu,
+        )?))
+    }
+
+    /// The SmolLM2 GGUF fetched by `scripts/fetch-ranker-model.sh`, or `None` (with a printed
+    /// reason) when it is absent; in CI its absence is a failure.
+    pub(crate) fn smollm2() -> anyhow::Result<Option<Arc<Llm>>> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf");
+        if !path.is_file() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is missing in CI: run scripts/fetch-ranker-model.sh",
+                path.display()
+            );
+            eprintln!("skipped: {} not found", path.display());
+            return Ok(None);
+        }
+        let llm = Llm::load(
+            &path.display().to_string(),
+            LoadOptions::default(),
+            &Device::Cpu,
+        )?;
+        Ok(Some(Arc::new(llm)))
+    }
+}

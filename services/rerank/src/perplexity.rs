@@ -301,23 +301,8 @@ fn quote(text: &str) -> String {
 mod tests {
     use std::path::PathBuf;
 
-    use folio_models::Device;
-    use folio_models::llm::LoadOptions;
-
     use super::*;
-
-    const TINY: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../models/tests/fixtures/llama/tiny-llama31"
-    );
-
-    fn tiny() -> anyhow::Result<Arc<Llm>> {
-        Ok(Arc::new(Llm::load(
-            TINY,
-            LoadOptions::default(),
-            &Device::Cpu,
-        )?))
-    }
+    use crate::test_models::{smollm2, tiny};
 
     fn detector(
         llm: &Arc<Llm>,
@@ -518,28 +503,6 @@ mod tests {
     }
 
     // ---- SmolLM2-135M-Instruct (a real model) ----
-
-    /// The SmolLM2 GGUF fetched by `scripts/fetch-ranker-model.sh`, or `None` (with a printed
-    /// reason) when it is absent; in CI its absence is a failure.
-    fn smollm2() -> anyhow::Result<Option<Arc<Llm>>> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../models/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf");
-        if !path.is_file() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{} is missing in CI: run scripts/fetch-ranker-model.sh",
-                path.display()
-            );
-            eprintln!("skipped: {} not found", path.display());
-            return Ok(None);
-        }
-        let llm = Llm::load(
-            &path.display().to_string(),
-            LoadOptions::default(),
-            &Device::Cpu,
-        )?;
-        Ok(Some(Arc::new(llm)))
-    }
 
     /// GCG-style suffixes: the first is the published example of Zou et al. (2023); the
     /// others are made up in the same style (word fragments, markup, odd punctuation).

@@ -3,11 +3,8 @@
 
 use std::sync::Arc;
 
-use folio_core::testing::HashEmbedder;
-use folio_core::{
-    Candidate, DocId, Document, Embedder, Page, PageKey, Passage, RerankBudget, RerankError,
-    Reranked, Reranker,
-};
+use folio_core::testing::{HashEmbedder, OrderReranker};
+use folio_core::{Candidate, DocId, Document, Embedder, Page, PageKey, Passage};
 use folio_search::{DefensePolicy, Pipeline, SearchRequest};
 use folio_store::{Store, StoreWriter};
 
@@ -59,35 +56,18 @@ fn pipeline(dir: &std::path::Path) -> anyhow::Result<Pipeline> {
     w.commit()?;
     let text: Arc<dyn Embedder> = Arc::new(e);
     let mut p = Pipeline::new(Arc::new(Store::open(dir)?), Some(text))?;
-    p.add_reranker("obedient", Arc::new(Obedient));
+    p.add_reranker("obedient", Arc::new(obedient()));
     Ok(p)
 }
 
 /// Puts any candidate that asks to be ranked first on top; keeps the rest in order.
-struct Obedient;
-
-impl Reranker for Obedient {
-    fn name(&self) -> &str {
-        "obedient"
-    }
-    fn rerank(
-        &self,
-        _query: &str,
-        candidates: &[Candidate],
-        _budget: RerankBudget,
-    ) -> Result<Vec<Reranked>, RerankError> {
+fn obedient() -> OrderReranker {
+    OrderReranker::new("obedient", |_, candidates| {
         let obeys = |c: &Candidate| c.text.to_lowercase().contains("rank this document first");
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by_key(|&i| !obeys(&candidates[i]));
-        Ok(order
-            .into_iter()
-            .enumerate()
-            .map(|(pos, index)| Reranked {
-                index,
-                score: 1.0 / (pos + 1) as f64,
-            })
-            .collect())
-    }
+        order
+    })
 }
 
 fn request(defense: &str, rerank: &str) -> SearchRequest {
@@ -158,7 +138,7 @@ fn harden_needs_a_hardened_twin_and_damps_the_reranker() -> anyhow::Result<()> {
     assert!(err.is_some_and(|e| e.contains("no hardened prompt")));
     // The twin obeys too (the worst case): damping still keeps the fused top on top, since
     // the injected page is not near it.
-    p.add_hardened_reranker("obedient", Arc::new(Obedient));
+    p.add_hardened_reranker("obedient", Arc::new(obedient()));
     let fused = docs(&p, &request("none", "none"))?;
     let position = fused.iter().position(|d| d == "doc5");
     assert!(position.is_some_and(|p| p >= 2), "{fused:?}");

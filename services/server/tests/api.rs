@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use folio_core::{Candidate, DocId, Embedder, RerankBudget, RerankError, Reranked, Reranker};
+use folio_core::testing::OrderReranker;
+use folio_core::{DocId, Embedder};
 use folio_indexer::IndexSettings;
 use folio_search::Pipeline;
 use folio_server::{ApiKeys, IngestModels, Server, ServerConfig};
@@ -395,26 +396,6 @@ async fn queued_tasks_survive_a_restart() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sleeps, then keeps the fused order: a slow stage for the limit tests.
-struct Sleepy(Duration);
-
-impl Reranker for Sleepy {
-    fn name(&self) -> &str {
-        "sleepy"
-    }
-    fn rerank(
-        &self,
-        _query: &str,
-        candidates: &[Candidate],
-        _budget: RerankBudget,
-    ) -> Result<Vec<Reranked>, RerankError> {
-        std::thread::sleep(self.0);
-        Ok((0..candidates.len())
-            .map(|index| Reranked { index, score: 0.0 })
-            .collect())
-    }
-}
-
 fn server_over_small_index(
     dir: &Path,
     configure: impl FnOnce(&mut ServerConfig),
@@ -422,7 +403,12 @@ fn server_over_small_index(
     let mut config = ServerConfig::new(dir);
     configure(&mut config);
     let mut pipeline = small_index(dir)?;
-    pipeline.add_reranker("sleepy", Arc::new(Sleepy(Duration::from_millis(400))));
+    // Sleeps, then keeps the fused order: a slow stage for the limit tests.
+    let sleepy = OrderReranker::new("sleepy", |_, candidates| {
+        std::thread::sleep(Duration::from_millis(400));
+        (0..candidates.len()).collect()
+    });
+    pipeline.add_reranker("sleepy", Arc::new(sleepy));
     Ok(Server::new(pipeline, config, None)?)
 }
 
