@@ -93,14 +93,6 @@ impl Detector for Remembered {
         self.inner.name()
     }
 
-    fn inspect(&self, text: &str) -> Option<Suspicion> {
-        self.assess(text).0
-    }
-
-    fn score(&self, text: &str) -> f64 {
-        self.assess(text).1
-    }
-
     fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
         let seen = || self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(v) = seen().get(text) {

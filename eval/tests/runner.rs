@@ -286,14 +286,14 @@ impl Detector for Typewriters {
     fn name(&self) -> &str {
         "typewriters"
     }
-    fn inspect(&self, text: &str) -> Option<Suspicion> {
-        text.to_lowercase()
-            .contains("typewriter")
-            .then(|| Suspicion {
-                detector: "typewriters".into(),
-                score: 1.0,
-                reasons: vec![],
-            })
+    fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
+        let flagged = text.to_lowercase().contains("typewriter");
+        let suspicion = flagged.then(|| Suspicion {
+            detector: "typewriters".into(),
+            score: 1.0,
+            reasons: vec![],
+        });
+        (suspicion, f64::from(u8::from(flagged)))
     }
 }
 

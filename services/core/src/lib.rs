@@ -441,17 +441,16 @@ pub struct Suspicion {
 pub trait Detector: Send + Sync {
     /// Stable name, reported in [`Suspicion::detector`].
     fn name(&self) -> &str;
+    /// The verdict on `text` in one pass: a suspicion when it looks manipulated, and how
+    /// suspicious it is on the detector's own scale, flagged or not (for ROC curves).
+    fn assess(&self, text: &str) -> (Option<Suspicion>, f64);
     /// A suspicion when the text looks manipulated, else `None`.
-    fn inspect(&self, text: &str) -> Option<Suspicion>;
-    /// How suspicious the text is on the detector's own scale, flagged or not (for ROC
-    /// curves). By default the flagged suspicion's score, else 0.
-    fn score(&self, text: &str) -> f64 {
-        self.inspect(text).map_or(0.0, |s| s.score)
+    fn inspect(&self, text: &str) -> Option<Suspicion> {
+        self.assess(text).0
     }
-    /// [`Detector::inspect`] and [`Detector::score`] together; detectors that run a model
-    /// override it to do the work once.
-    fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
-        (self.inspect(text), self.score(text))
+    /// How suspicious the text is, flagged or not.
+    fn score(&self, text: &str) -> f64 {
+        self.assess(text).1
     }
 }
 

@@ -108,17 +108,9 @@ impl Detector for InjectionJudge {
         NAME
     }
 
-    /// A suspicion when the probability reaches the threshold. A model error is logged as a
-    /// warning and gives `None`: a detector that cannot run does not flag.
-    fn inspect(&self, text: &str) -> Option<Suspicion> {
-        self.assess(text).0
-    }
-
-    /// The probability, flagged or not; 0 when the model fails (logged).
-    fn score(&self, text: &str) -> f64 {
-        self.assess(text).1
-    }
-
+    /// A suspicion when the probability of "yes" reaches the threshold, and that probability.
+    /// A model error is logged as a warning and gives no suspicion and 0: a detector that
+    /// cannot run does not flag.
     fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
         let p = match self.probability(text) {
             Ok(p) => p,

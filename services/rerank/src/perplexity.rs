@@ -249,18 +249,9 @@ impl Detector for PerplexityDetector {
         NAME
     }
 
-    /// A suspicion when the text's worst window is above the threshold. A model error
-    /// (tokenizer or inference failure) is logged as a warning and gives `None`: a detector
-    /// that cannot run does not flag.
-    fn inspect(&self, text: &str) -> Option<Suspicion> {
-        self.assess(text).0
-    }
-
-    /// The worst window's log-perplexity, flagged or not; 0 when the model fails (logged).
-    fn score(&self, text: &str) -> f64 {
-        self.assess(text).1
-    }
-
+    /// A suspicion when the text's worst window is above the threshold, and that window's
+    /// log-perplexity. A model error (tokenizer or inference failure) is logged as a warning
+    /// and gives no suspicion and 0: a detector that cannot run does not flag.
     fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
         self.assessment(text).unwrap_or_else(|e| {
             warn!(detector = NAME, error = %e, "perplexity detector failed; not flagging");

@@ -133,7 +133,7 @@ impl Detector for InjectionPatterns {
         Self::NAME
     }
 
-    fn inspect(&self, text: &str) -> Option<Suspicion> {
+    fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
         let normal = text
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -144,11 +144,13 @@ impl Detector for InjectionPatterns {
             .filter(|p| normal.contains(*p))
             .map(|p| p.to_string())
             .collect();
-        (!found.is_empty()).then(|| Suspicion {
+        let score = found.len() as f64;
+        let suspicion = (!found.is_empty()).then(|| Suspicion {
             detector: Self::NAME.into(),
-            score: found.len() as f64,
+            score,
             reasons: found,
-        })
+        });
+        (suspicion, score)
     }
 }
 
