@@ -3,8 +3,9 @@
 //!
 //! [`route_runs`] asks the pipeline each query and keeps one TREC-style run per system: every
 //! route, each fusion of them (`rrf`, `weighted`), and the first fusion re-ranked and
-//! defended as a search request would have it ([`Systems`]). [`metrics::evaluate`] scores a run against qrels the way
-//! trec_eval does, so the same numbers come out of `folio eval metrics` on the run files.
+//! defended as a search request would have it ([`Systems`]). [`metrics::evaluate`] scores a
+//! run against qrels the way trec_eval does, so the same numbers come out of `folio eval
+//! metrics` on the run files.
 //! [`runner::run_retrieval`] does both on a BEIR-layout dataset and writes a report.
 
 pub mod geo;

@@ -806,15 +806,14 @@ impl Pipeline {
     pub fn defend_and_rerank(
         &self,
         query: &str,
-        fused: Vec<FusedHit>,
+        mut fused: Vec<FusedHit>,
         rerank: &str,
         defense: Defense,
-        depth: usize,
+        mut depth: usize,
         budget: Duration,
     ) -> Result<Defended, SearchError> {
         let reranker = self.reranker(rerank, defense.harden)?;
         let started = Instant::now();
-        let mut fused = fused;
         let mut suspicions = vec![None; fused.len()];
         if defense.detect {
             suspicions = fused.iter().map(|h| self.inspect(h)).collect();
@@ -822,7 +821,6 @@ impl Pipeline {
         }
         let defense_ms = ms(started);
         // Demoted candidates stay below the rest: the re-ranker sees only the unflagged head.
-        let mut depth = depth;
         if self.defense_policy == DefensePolicy::Demote {
             depth = depth.min(suspicions.iter().filter(|s| s.is_none()).count());
         }
