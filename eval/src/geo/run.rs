@@ -191,8 +191,6 @@ fn run_trial(
     let mut attacks: Vec<(String, Option<&Attack>)> = vec![(NO_ATTACK.to_string(), None)];
     attacks.extend(suite.attacks.iter().map(|a| (a.name(), Some(a))));
     let (mut ran, mut skipped) = (0, 0);
-    // Clean ranks per defense, computed once and shared by every attack.
-    let mut clean: BTreeMap<String, usize> = BTreeMap::new();
     let clean_text = items[target].text.clone();
     for (name, attack) in attacks {
         let pending: Vec<&NamedDefense> = suite
@@ -238,14 +236,9 @@ fn run_trial(
         };
         for defense in pending {
             let started = Instant::now();
-            let before = match clean.get(&defense.name) {
-                Some(&r) => r,
-                None => {
-                    let r = defended_rank(suite, memo, scenario, &order, &items, target, defense)?;
-                    clean.insert(defense.name.clone(), r);
-                    r
-                }
-            };
+            // The clean list's ranking and verdicts are memoised: this is cheap after the
+            // first attack.
+            let before = defended_rank(suite, memo, scenario, &order, &items, target, defense)?;
             let after = match attack {
                 None => before,
                 Some(_) => defended_rank(
