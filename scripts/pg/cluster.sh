@@ -9,6 +9,7 @@
 #   scripts/pg/cluster.sh stop DIR         # stops both (fast shutdown)
 #   scripts/pg/cluster.sh kill DIR         # kills the primary at once (immediate shutdown:
 #                                          # a crash as far as the data is concerned)
+#   scripts/pg/cluster.sh stop-replica DIR # stops the replica only
 #   scripts/pg/cluster.sh restart DIR      # starts whatever of DIR is stopped
 #
 # PostgreSQL refuses to run as root: as root, the servers run as the user $FOLIO_PG_USER
@@ -104,6 +105,11 @@ stop() {
   done
 }
 
+stop_replica() {
+  local dir=${1:?usage: cluster.sh stop-replica DIR}
+  ctl -D "$dir/replica" -m fast -w stop >/dev/null
+}
+
 kill_primary() {
   local dir=${1:?usage: cluster.sh kill DIR}
   ctl -D "$dir/primary" -m immediate -w stop >/dev/null
@@ -122,6 +128,7 @@ case ${1:-} in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
   kill) shift; kill_primary "$@" ;;
+  stop-replica) shift; stop_replica "$@" ;;
   restart) shift; restart "$@" ;;
-  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac

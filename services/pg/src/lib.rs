@@ -18,8 +18,11 @@
 //!   length normalisation); the difference is measured against tantivy's BM25 before a
 //!   backend chooses between them.
 //!
-//! The same type reads a streaming replica (`connect_replica`: no migrations, read-only).
+//! The same type reads a streaming replica (`connect_replica`: no migrations, read-only), and
+//! [`PgCluster`] routes reads to healthy replicas (within a WAL lag bound, round-robin, with
+//! failover to the primary) and writes to the primary.
 
+mod cluster;
 mod vector;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -29,6 +32,7 @@ use postgres::{Client, NoTls, Transaction};
 use thiserror::Error;
 use tracing::{debug, info};
 
+pub use cluster::{PgCluster, ReadRouting, ReplicaHealth};
 pub use vector::HalfVector;
 
 /// The migrations, in order: (version, name, SQL).
@@ -470,16 +474,27 @@ impl PgStore {
         Ok(row.get(0))
     }
 
-    /// Whether this replica has replayed the WAL up to `lsn` (from [`PgStore::wal_position`]
-    /// on its primary).
-    pub fn has_replayed(&self, lsn: &str) -> Result<bool, PgError> {
+    /// How many bytes of WAL this replica has still to replay to reach `lsn` (from
+    /// [`PgStore::wal_position`] on its primary); 0 once it has.
+    pub fn replay_lag_bytes(&self, lsn: &str) -> Result<u64, PgError> {
         let row = self
             .client()
             .query_one(
-                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
+                "SELECT pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())::float8",
                 &[&lsn],
             )
             .map_err(sql("reading the replay position"))?;
+        let lag: Option<f64> = row.get(0);
+        let lag = lag.ok_or_else(|| PgError::Schema(format!("{} is not a replica", self.url)))?;
+        Ok(lag.max(0.0) as u64)
+    }
+
+    /// Whether this server is a replica (in recovery).
+    pub fn in_recovery(&self) -> Result<bool, PgError> {
+        let row = self
+            .client()
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .map_err(sql("asking whether the server is a replica"))?;
         Ok(row.get(0))
     }
 }

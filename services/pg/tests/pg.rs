@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use folio_core::testing::HashEmbedder;
 use folio_core::{DocId, DocMeta, Document, Embedder, Page, PageKey, Passage};
-use folio_pg::{PgError, PgStore};
+use folio_pg::{PgCluster, PgError, PgStore, ReadRouting};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg/cluster.sh")
@@ -207,7 +207,7 @@ fn documents_round_trip_and_both_searches_find_them_on_primary_and_replica() -> 
     let lsn = store.wal_position()?;
     let replica = PgStore::connect_replica(&cluster.replica)?;
     let started = Instant::now();
-    while !replica.has_replayed(&lsn)? {
+    while replica.replay_lag_bytes(&lsn)? > 0 {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "replica lags");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -249,6 +249,87 @@ fn acknowledged_documents_survive_a_primary_crash() -> anyhow::Result<()> {
     assert_eq!(store.documents()?.len(), TEXTS.len());
     let hits = store.lexical("rainfall", 5)?;
     assert_eq!(hits.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn reads_go_to_healthy_replicas_and_fail_over_to_the_primary() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let strict = ReadRouting {
+        max_lag_bytes: 0,
+        recheck: Duration::ZERO,
+    };
+    // A second replica URL that nothing answers: it is skipped, never an error.
+    let dead = "postgres://postgres@127.0.0.1:1/postgres".to_string();
+    let pg = PgCluster::connect(&cluster.primary, &[cluster.replica.clone(), dead], strict)?;
+    let embedder = HashEmbedder::new(32);
+    pg.primary().set_embedder(embedder.info())?;
+    load(pg.primary(), &embedder)?;
+    let on_replica = || pg.read(|s| s.in_recovery());
+    // Caught up: reads land on the live replica (the dead one is passed over).
+    let started = Instant::now();
+    while !on_replica()? {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            pg.health()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let health = pg.health();
+    assert!(health[0].healthy && !health[1].healthy, "{health:?}");
+    assert!(
+        health[1]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("127.0.0.1:1"))
+    );
+
+    // A replica that stops replaying falls behind the first write after it: with no lag
+    // allowed, reads go to the primary and still answer, with the new document.
+    pause_replay(&cluster.replica, true)?;
+    let (doc, pages, passages) = document("late", &["A passage written while replay is paused."]);
+    pg.primary()
+        .put_document(&doc, &pages, &passages, &[embedder.embed("paused")])?;
+    assert!(!on_replica()?, "{:?}", pg.health());
+    assert_eq!(pg.read(|s| s.documents())?.len(), TEXTS.len() + 1);
+    assert!(
+        pg.health()[0].lag_bytes.is_some_and(|l| l > 0),
+        "{:?}",
+        pg.health()
+    );
+    // With lag allowed, the lagging replica serves (stale) reads without failing.
+    let lenient = PgCluster::connect(
+        &cluster.primary,
+        std::slice::from_ref(&cluster.replica),
+        ReadRouting {
+            max_lag_bytes: u64::MAX,
+            recheck: Duration::ZERO,
+        },
+    )?;
+    assert!(lenient.read(|s| s.in_recovery())?);
+    assert_eq!(lenient.read(|s| s.documents())?.len(), TEXTS.len());
+    pause_replay(&cluster.replica, false)?;
+
+    // A stopped replica: reads fail over to the primary.
+    cluster.run("stop-replica")?;
+    assert!(!on_replica()?);
+    assert_eq!(pg.read(|s| s.documents())?.len(), TEXTS.len() + 1);
+    assert!(!pg.health()[0].healthy);
+    Ok(())
+}
+
+/// Pauses or resumes WAL replay on the replica at `url`.
+fn pause_replay(url: &str, pause: bool) -> anyhow::Result<()> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    let f = if pause {
+        "pg_wal_replay_pause"
+    } else {
+        "pg_wal_replay_resume"
+    };
+    client.batch_execute(&format!("SELECT {f}()"))?;
     Ok(())
 }
 
