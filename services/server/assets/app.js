@@ -294,7 +294,7 @@
       renderRoutes(routes);
       renderRerankers(rerankers);
       renderIndexInfo(state.health);
-      setIngest(state.health.ingest !== false);
+      setIngest(state.health.ingest !== false, state.health.read_only === true);
     } catch (e) {
       ui.indexInfo.textContent = 'Server not reachable; retrying…';
       ui.routes.replaceChildren(el('span', { class: 'hint', text: 'Unknown: the server default is used.' }));
@@ -933,12 +933,16 @@
     ui.taskStatus.replaceChildren(...parts);
   }
 
-  /** The upload form is off when the server takes no uploads (`ingest: false` in /healthz). */
-  function setIngest(on) {
+  /** The upload form is off when the server takes no uploads (`ingest: false` in /healthz);
+   *  a read-only query node says so. */
+  function setIngest(on, readOnly) {
     for (const node of ui.uploadForm.elements) node.disabled = !on;
     let note = $('#upload-off');
     if (!on && !note) {
-      note = el('p', { id: 'upload-off', class: 'hint', text: 'This server does not take uploads (no ingestion configured).' });
+      const why = readOnly
+        ? 'This is a read-only query node: documents are indexed elsewhere and appear here within seconds.'
+        : 'This server does not take uploads (no ingestion configured).';
+      note = el('p', { id: 'upload-off', class: 'hint', text: why });
       ui.uploadForm.before(note);
     } else if (on && note) {
       note.remove();
