@@ -14,9 +14,10 @@
 //!   and an acknowledged write is durable (synchronous commit).
 //! - [`PgStore::dense`] is approximate nearest-neighbour search (cosine, `hnsw.ef_search`
 //!   settable per query) and [`PgStore::lexical`] PostgreSQL full-text search: any of the
-//!   query's English lexemes, ranked by `ts_rank_cd`. That is not BM25 (no IDF, different
-//!   length normalisation); the difference is measured against tantivy's BM25 before a
-//!   backend chooses between them.
+//!   query's English lexemes, ranked by `ts_rank` with log-length normalisation. That is not
+//!   BM25 (no IDF) and measures worse on SciFact (nDCG@10 0.607 against tantivy BM25's 0.686,
+//!   `scripts/bench/pg-fts-scifact.sh`), so Folio's lexical route stays BM25 in tantivy; this
+//!   one is there for a deployment that keeps everything in PostgreSQL.
 //!
 //! The same type reads a streaming replica (`connect_replica`: no migrations, read-only), and
 //! [`PgCluster`] routes reads to healthy replicas (within a WAL lag bound, round-robin, with
@@ -441,7 +442,8 @@ impl PgStore {
     }
 
     /// The `k` passages that best match any of the query's English lexemes (PostgreSQL
-    /// full-text search, `ts_rank_cd`), best first, with their rank value.
+    /// full-text search, `ts_rank` normalised by log length: the best of the four rankings
+    /// `scripts/bench/pg-fts-scifact.sh` compares), best first, with their rank value.
     pub fn lexical(&self, query: &str, k: usize) -> Result<Vec<(PassageId, f32)>, PgError> {
         let rows = self
             .client()
@@ -450,7 +452,7 @@ impl PgStore {
                      SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS q
                      FROM unnest(to_tsvector('english', $1))
                  )
-                 SELECT p.id, ts_rank_cd(p.tsv, q.q) AS rank
+                 SELECT p.id, ts_rank(p.tsv, q.q, 1) AS rank
                  FROM passages p, q
                  WHERE q.q IS NOT NULL AND p.tsv @@ q.q
                  ORDER BY rank DESC, p.id
