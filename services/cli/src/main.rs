@@ -557,7 +557,28 @@ struct DemoArgs {
     embedder: EmbedderArg,
 }
 
+/// A reader that stops early (`folio eval metrics ... | head`) closes our stdout: the next
+/// print fails with a broken pipe, which `println!` turns into a panic. Exit quietly instead,
+/// with the status a shell gives a process killed by SIGPIPE (128 + 13), as other Unix
+/// tools do.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Serve(_) => "info",

@@ -209,6 +209,26 @@ fn errors_are_clear_and_exit_nonzero() -> anyhow::Result<()> {
 }
 
 #[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() -> anyhow::Result<()> {
+    let fixtures = repo("eval/tests/fixtures/metrics");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_folio"))
+        .args(["eval", "metrics", "--qrels"])
+        .arg(fixtures.join("qrels.txt"))
+        .arg("--run")
+        .arg(fixtures.join("run.txt"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Close the reading end before anything is printed, as `| head -0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    Ok(())
+}
+
+#[test]
 fn eval_metrics_prints_a_table_or_json_with_the_names_given() -> anyhow::Result<()> {
     let fixtures = repo("eval/tests/fixtures/metrics");
     let qrels = fixtures.join("qrels.txt");
