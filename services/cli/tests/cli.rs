@@ -6,16 +6,11 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
-use common::{folio, repo, s};
+use common::{check, folio, repo, s};
 
 /// The hits of a successful `folio search --json`.
 fn json_hits(out: &std::process::Output) -> anyhow::Result<Vec<Value>> {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let v: Value = serde_json::from_str(&check(out))?;
     Ok(v["hits"].as_array().cloned().unwrap_or_default())
 }
 
@@ -244,12 +239,7 @@ fn eval_metrics_prints_a_table_or_json_with_the_names_given() -> anyhow::Result<
         "ndcg@10,P@5",
         "--json",
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let v: Value = serde_json::from_str(&check(&out))?;
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json"))?)?;
     let want = expected["pytrec_eval"]["mean"]["ndcg@10"]
@@ -311,13 +301,7 @@ fn eval_retrieval_writes_runs_report_and_charts() -> anyhow::Result<()> {
         "--fusion",
         "rrf,weighted",
     ];
-    let run = folio(&args)?;
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = check(&folio(&args)?);
     assert!(stdout.contains("8 documents, 4 queries"), "{stdout}");
     let names = system_names(&out.join("report.json"))?;
     assert_eq!(names, ["bm25", "dense", "rrf", "weighted"]);
@@ -352,12 +336,7 @@ fn eval_retrieval_writes_runs_report_and_charts() -> anyhow::Result<()> {
         "--max-queries",
         "2",
     ])?;
-    let stdout = String::from_utf8_lossy(&defended.stdout);
-    assert!(
-        defended.status.success(),
-        "{}",
-        String::from_utf8_lossy(&defended.stderr)
-    );
+    let stdout = check(&defended);
     assert!(stdout.contains("8 documents, 2 queries"), "{stdout}");
     let names = system_names(&out.join("report.json"))?;
     assert_eq!(
@@ -414,12 +393,7 @@ fn demo_indexes_the_samples_and_answers_every_sample_query() -> anyhow::Result<(
         .args(["demo", "--k", "1"])
         .current_dir(repo(""))
         .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = check(&out);
     assert!(
         text.contains("6 indexed, 0 unchanged, 0 failed; 30 pages"),
         "{text}"
@@ -498,11 +472,7 @@ fn delete_removes_documents_from_every_route() -> anyhow::Result<()> {
         .unwrap_or_default()
         .to_string();
     let out = folio(&["delete", "--index", s(&index), &id])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    check(&out);
     assert!(paths_found("the")?.is_empty());
 
     // Nothing found at all: exit 1, index unchanged. Re-indexing a deleted file indexes it again.
@@ -537,12 +507,7 @@ fn page_embedders_index_page_images_and_answer_image_queries() -> anyhow::Result
         "--page-image-tokens",
         "32",
     ])?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check(&out);
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(index.join("MANIFEST.json"))?)?;
     assert_eq!(manifest["page_vectors"], 3);
@@ -562,13 +527,7 @@ fn page_embedders_index_page_images_and_answer_image_queries() -> anyhow::Result
         "3",
         "--json",
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let response: Value = serde_json::from_slice(&out.stdout)?;
-    let hits = response["hits"].as_array().cloned().unwrap_or_default();
+    let hits = json_hits(&out)?;
     assert_eq!(hits.len(), 3);
     for h in &hits {
         assert_eq!(h["routes"].as_object().map(|r| r.len()), Some(1), "{h}");
@@ -618,22 +577,14 @@ fn hnsw_settings_are_recorded_and_changing_them_rebuilds_the_index() -> anyhow::
         "--ann-metric",
         "ip",
     ])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check(&out);
     let m = manifest()?;
     assert_eq!(m["ann"]["storage"], "f16");
     assert_eq!(m["ann"]["metric"], "inner_product");
     assert_eq!(m["ann"]["m"], 16);
     // Same files, new graph degree: a new generation, the other settings kept.
     let out = folio(&["index", s(&sample), "--index", s(&index), "--hnsw-m", "8"])?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check(&out);
     let m = manifest()?;
     assert_eq!(m["generation"], 2);
     assert_eq!(m["ann"]["m"], 8);

@@ -2,25 +2,14 @@
 //! catalog, on a retrieval scenario built from a BEIR dataset and a run, and report-only.
 
 use std::path::Path;
-use std::process::Output;
 
 mod common;
-use common::{folio, repo};
+use common::{check, folio, repo};
 
 fn tiny_llama() -> String {
     repo("services/models/tests/fixtures/llama/tiny-llama31")
         .display()
         .to_string()
-}
-
-fn check(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn lines(path: &Path) -> anyhow::Result<usize> {

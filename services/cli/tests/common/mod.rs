@@ -11,6 +11,17 @@ pub fn folio(args: &[&str]) -> anyhow::Result<Output> {
         .output()?)
 }
 
+/// The stdout of a run that must have succeeded; both streams are shown when it did not.
+pub fn check(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A path relative to the repository root.
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
