@@ -11,6 +11,7 @@
 pub mod geo;
 pub mod metrics;
 pub mod plot;
+mod remembered;
 pub mod runner;
 
 use std::collections::BTreeMap;

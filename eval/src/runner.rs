@@ -3,14 +3,12 @@
 //! over its queries, write one TREC run per system, score them, and compare the best system
 //! with each other by a paired randomisation test.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use folio_core::{
-    ChunkSettings, Detector, Embedder, EmbeddingKind, Fuser, PageEmbedder, Reranker, Suspicion,
-};
+use folio_core::{ChunkSettings, Detector, Embedder, EmbeddingKind, Fuser, PageEmbedder, Reranker};
 use folio_datasets::{
     BeirDataset, PageDataset, PublishedFigure, Qrels, SampleSet, page_corpus_id, published_figures,
 };
@@ -25,6 +23,7 @@ use thiserror::Error;
 use tracing::info;
 
 use crate::metrics::{EvalOptions, Metric, evaluate};
+use crate::remembered::Remembered;
 use crate::{EvalQuery, Systems, plot, route_runs, write_run};
 
 /// The runner failed.
@@ -69,38 +68,6 @@ impl std::fmt::Debug for NamedReranker {
             .field("name", &self.name)
             .field("reranker", &self.reranker.name())
             .finish()
-    }
-}
-
-/// A detector that answers each text once: the defended systems inspect the same fused
-/// pages, and a model-based detector costs a forward pass per text.
-struct Remembered {
-    inner: Arc<dyn Detector>,
-    seen: Mutex<HashMap<String, (Option<Suspicion>, f64)>>,
-}
-
-impl Remembered {
-    fn new(inner: Arc<dyn Detector>) -> Self {
-        Remembered {
-            inner,
-            seen: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl Detector for Remembered {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn assess(&self, text: &str) -> (Option<Suspicion>, f64) {
-        let seen = || self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(v) = seen().get(text) {
-            return v.clone();
-        }
-        let v = self.inner.assess(text);
-        seen().insert(text.to_string(), v.clone());
-        v
     }
 }
 
@@ -500,6 +467,7 @@ pub fn run_retrieval(
         }
     }
     for d in &settings.detectors {
+        // The defended systems inspect the same fused pages: answer each text once.
         pipeline.add_detector(Arc::new(Remembered::new(d.clone())));
     }
     pipeline.set_defense_policy(settings.defense_policy);

@@ -27,6 +27,7 @@ use super::record::{TrialKey, TrialRecord, append_jsonl, read_completed, read_re
 use super::report::{GeoSummary, NO_ATTACK, markdown_table, summarize};
 use super::scenario::{Candidate, Scenario};
 use super::{GeoError, plots};
+use crate::remembered::Remembered;
 
 /// A defense of the suite: its name and what it turns on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +168,7 @@ pub fn run(
 /// records skipped).
 fn run_trial(
     suite: &Suite,
-    memo: &Memo<'_>,
+    memo: &Memo,
     scenario: &Scenario,
     trial: u64,
     settings: &RunSettings,
@@ -280,23 +281,18 @@ fn run_trial(
 /// every trial, attack and defense of a scenario, and a model-based detector costs a forward
 /// pass), and the rankings of each list (`none` and `detect` rank the same list with the same
 /// prompt, as do `harden` and `all`; the rankers decode greedily).
-struct Memo<'a> {
-    detectors: &'a [Arc<dyn Detector>],
-    verdicts: RefCell<HashMap<String, Verdicts>>,
+struct Memo {
+    detectors: Vec<Remembered>,
     rankings: RefCell<HashMap<RankingKey, Ranking>>,
 }
-
-/// Each detector's suspicion and score on one text, in detector order.
-type Verdicts = Arc<[(Option<Suspicion>, f64)]>;
 
 /// A ranking's inputs: hardened prompt or not, the query, the items' texts in order.
 type RankingKey = (bool, String, Vec<String>);
 
-impl<'a> Memo<'a> {
-    fn new(detectors: &'a [Arc<dyn Detector>]) -> Self {
+impl Memo {
+    fn new(detectors: &[Arc<dyn Detector>]) -> Self {
         Memo {
-            detectors,
-            verdicts: RefCell::new(HashMap::new()),
+            detectors: detectors.iter().cloned().map(Remembered::new).collect(),
             rankings: RefCell::new(HashMap::new()),
         }
     }
@@ -327,30 +323,19 @@ impl<'a> Memo<'a> {
         Ok(r)
     }
 
-    /// Each detector's suspicion and score on `text`, in detector order.
-    fn of(&self, text: &str) -> Verdicts {
-        if let Some(v) = self.verdicts.borrow().get(text) {
-            return v.clone();
-        }
-        let v: Verdicts = self.detectors.iter().map(|d| d.assess(text)).collect();
-        self.verdicts
-            .borrow_mut()
-            .insert(text.to_string(), v.clone());
-        v
-    }
-
     /// The first detector's suspicion of `text`, as the serving path's detect defense sees it.
     fn suspicion(&self, text: &str) -> Option<Suspicion> {
-        self.of(text).iter().find_map(|(s, _)| s.clone())
+        self.detectors.iter().find_map(|d| d.inspect(text))
     }
 
     /// Each detector's verdict and score on `text`, by detector name, for a trial record.
     fn record(&self, text: &str) -> (BTreeMap<String, bool>, BTreeMap<String, f64>) {
         let mut flags = BTreeMap::new();
         let mut scores = BTreeMap::new();
-        for (d, (suspicion, score)) in self.detectors.iter().zip(self.of(text).iter()) {
+        for d in &self.detectors {
+            let (suspicion, score) = d.assess(text);
             flags.insert(d.name().to_string(), suspicion.is_some());
-            scores.insert(d.name().to_string(), *score);
+            scores.insert(d.name().to_string(), score);
         }
         (flags, scores)
     }
@@ -360,7 +345,7 @@ impl<'a> Memo<'a> {
 /// candidates) are ranked under `defense`.
 fn defended_rank(
     suite: &Suite,
-    memo: &Memo<'_>,
+    memo: &Memo,
     scenario: &Scenario,
     order: &[usize],
     items: &[Candidate],
