@@ -114,9 +114,11 @@ pub fn route_runs(
     let mut runs: BTreeMap<String, Run> = BTreeMap::new();
     let path_of = |doc_id: &DocId| {
         pipeline
-            .store()
+            .collection()
             .document(doc_id)
-            .map(|d| d.path.clone())
+            .ok()
+            .flatten()
+            .map(|d| d.path)
             .unwrap_or_default()
     };
     for query in queries {

@@ -25,7 +25,8 @@ use folio_core::{
     Passage,
 };
 use folio_store::{
-    AnnOptions, CommitOutcome, IndexModels, PageEmbeddings, RouteModel, StoreError, StoreWriter,
+    AnnOptions, CollectionWriter, CommitOutcome, IndexModels, PageEmbeddings, RouteModel,
+    StoreError, StoreWriter,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -297,6 +298,28 @@ pub fn index_files_with(
     models: &Embedders<'_>,
     settings: &IndexSettings,
 ) -> Result<IndexReport, IndexError> {
+    index_pdfs(Run::open(index_dir, *models, settings)?, files)
+}
+
+/// Indexes `files` with `models` into the collection `writer` writes (a database, shards),
+/// then commits it. The writer must have been opened with `models.models()`.
+#[instrument(skip_all, fields(collection = %writer.location(), files = files.len()))]
+pub fn index_files_into(
+    writer: Box<dyn CollectionWriter>,
+    files: &[PathBuf],
+    models: &Embedders<'_>,
+    settings: &IndexSettings,
+) -> Result<IndexReport, IndexError> {
+    if *writer.models() != models.models() {
+        return Err(IndexError::Store(StoreError::Invalid(format!(
+            "the writer of {} was opened with other models than the run's",
+            writer.location()
+        ))));
+    }
+    index_pdfs(Run::new(writer, *models, settings), files)
+}
+
+fn index_pdfs(run: Run<'_>, files: &[PathBuf]) -> Result<IndexReport, IndexError> {
     let names: Vec<String> = files
         .iter()
         .map(|p| {
@@ -305,7 +328,6 @@ pub fn index_files_with(
                 .unwrap_or_default()
         })
         .collect();
-    let run = Run::open(index_dir, *models, settings)?;
     run.each(
         files.len(),
         "files",
@@ -415,7 +437,7 @@ pub fn index_pages(
 
 /// One indexing run: the writer, the report being built, and what every input needs.
 struct Run<'a> {
-    writer: StoreWriter,
+    writer: Box<dyn CollectionWriter>,
     /// Progress of the run; hidden until `each` starts.
     bar: ProgressBar,
     models: Embedders<'a>,
@@ -434,7 +456,15 @@ impl<'a> Run<'a> {
         if let Some(options) = settings.ann {
             writer.set_ann_options(options)?;
         }
-        Ok(Run {
+        Ok(Self::new(Box::new(writer), models, settings))
+    }
+
+    fn new(
+        writer: Box<dyn CollectionWriter>,
+        models: Embedders<'a>,
+        settings: &'a IndexSettings,
+    ) -> Self {
+        Run {
             writer,
             bar: ProgressBar::hidden(),
             models,
@@ -449,7 +479,7 @@ impl<'a> Run<'a> {
                 page_image_seconds: 0.0,
             },
             started: Instant::now(),
-        })
+        }
     }
 
     /// Runs `one` on inputs `0..n` behind a progress bar counting `unit`, then commits.
@@ -507,10 +537,16 @@ impl<'a> Run<'a> {
             tags: self.settings.tags.clone(),
             modified: source.modified,
         };
-        if let Some(doc) = self.writer.find_by_hash(&source.content_hash) {
+        let known = match self.writer.find_by_hash(&source.content_hash) {
+            Ok(known) => known,
+            Err(e) => return report(FileStatus::Failed, None, Some(e.to_string())),
+        };
+        if let Some(doc) = known {
             let (id, pages) = (doc.doc_id.clone(), doc.pages);
-            if doc.meta != meta {
-                self.writer.set_meta(&id, meta);
+            if doc.meta != meta
+                && let Err(e) = self.writer.set_meta(&id, meta)
+            {
+                return report(FileStatus::Failed, Some(pages), Some(e.to_string()));
             }
             return FileReport {
                 doc_id: Some(id.0),
@@ -579,13 +615,10 @@ impl<'a> Run<'a> {
             meta,
         };
         let n_passages = passages.len() as u64;
-        // Checked before the document goes in, so that a refusal leaves the writer as it was
-        // (with any older version of this file still indexed).
+        // A refusal leaves the collection as it was (with any older version of this file).
         let stored = self
             .writer
-            .check_page_embeddings(n_pages, &page_embeddings)
-            .and_then(|()| self.writer.put_document(doc, pages, passages, vectors))
-            .and_then(|()| self.writer.set_page_embeddings(&doc_id, page_embeddings));
+            .put_document(doc, pages, passages, vectors, page_embeddings);
         if let Err(e) = stored {
             return report(FileStatus::Failed, Some(n_pages), Some(e.to_string()));
         }

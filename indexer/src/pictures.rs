@@ -123,7 +123,7 @@ impl Run<'_> {
     }
 
     /// Writes a page's PNG and thumbnail next to the index.
-    fn store_page_image(&self, key: &PageKey, img: &image::RgbImage) -> Result<(), String> {
+    fn store_page_image(&mut self, key: &PageKey, img: &image::RgbImage) -> Result<(), String> {
         let thumb = render::thumbnail(img, self.settings.render.thumbnail_max_side);
         for (kind, img) in [
             (PageImageKind::Page, img),

@@ -152,7 +152,11 @@ fn samples_answer_every_query_in_the_top_3_and_bad_files_fail_alone() -> anyhow:
     );
 
     // Indexing the same files again changes nothing and keeps the failures failing.
-    let generation = pipeline.store().manifest().generation;
+    let generation = pipeline
+        .collection()
+        .stats()?
+        .generation
+        .unwrap_or_default();
     let again = index_files(&index, &files, embedder.as_ref(), None, &quiet())?;
     assert_eq!(again.count(FileStatus::Unchanged), n_samples);
     assert_eq!(again.count(FileStatus::Failed), 3);

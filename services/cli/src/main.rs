@@ -1026,7 +1026,7 @@ fn search(args: SearchArgs) -> Result<()> {
     request.validate()?;
     let mut pipeline = open_pipeline(&args.index, args.embedder.embedder, &args.page_models)?;
     if let Some(ef) = args.ef_search {
-        pipeline.store().set_ef_search(ef);
+        pipeline.collection().set_ef_search(ef);
     }
     attach_rerankers(&mut pipeline, &args.rerank.ranker, request.reranks())?;
     let response = pipeline.search(&request)?;

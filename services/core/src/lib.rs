@@ -343,6 +343,27 @@ pub struct Hit {
     pub passage: Option<PassageId>,
 }
 
+/// What one search of a collection (or one route) found: hits, best first, and the parts of
+/// the collection that did not answer (shards that failed or ran out of time), each with the
+/// reason. A non-empty `missing` means the hits may lack some that a full answer would have.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Found {
+    /// Hits, best first.
+    pub hits: Vec<Hit>,
+    /// `shard: reason` for each part that did not answer.
+    pub missing: Vec<String>,
+}
+
+impl Found {
+    /// A complete answer.
+    pub fn complete(hits: Vec<Hit>) -> Self {
+        Found {
+            hits,
+            missing: Vec::new(),
+        }
+    }
+}
+
 /// One route's hits, best first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankedList {
@@ -369,8 +390,9 @@ pub struct FusedHit {
 pub trait Route: Send + Sync {
     /// Stable name, used in provenance and in requests.
     fn name(&self) -> &str;
-    /// The top `k` pages for the query, best first, at most one hit per page.
-    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError>;
+    /// The top `k` pages for the query, best first, at most one hit per page; with the parts
+    /// of the collection that did not answer, if any.
+    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Found, RetrieveError>;
     /// Whether this route can answer the query; routes that cannot are left out of it. Text
     /// routes need query text; embedding routes need their embedding.
     fn accepts(&self, query: &PreparedQuery) -> bool {

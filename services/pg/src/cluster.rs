@@ -7,10 +7,12 @@
 //! down or too far behind costs a retry, never an error. Writes always go to the primary.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
+
+use folio_store::IndexModels;
 
 use crate::{PgError, PgStore, redact};
 
@@ -47,17 +49,21 @@ pub struct ReplicaHealth {
 
 struct Replica {
     url: String,
-    store: Option<PgStore>,
+    store: Option<Arc<PgStore>>,
     health: ReplicaHealth,
     checked: Option<Instant>,
 }
 
-/// A primary and its read replicas.
+/// A primary and its read replicas: one collection.
 pub struct PgCluster {
     primary: PgStore,
+    /// The models the collection was built with (read from the primary at connection).
+    models: IndexModels,
     replicas: Vec<Mutex<Replica>>,
     routing: ReadRouting,
     next: AtomicUsize,
+    /// ef_search for replicas connected later.
+    ef_search: AtomicUsize,
 }
 
 impl std::fmt::Debug for PgCluster {
@@ -70,15 +76,24 @@ impl std::fmt::Debug for PgCluster {
 }
 
 impl PgCluster {
-    /// Connects to the primary (which must answer; migrations are applied) and to the
-    /// replicas at `read_urls` (which may be down: they are retried at each check).
+    /// Connects to the primary (which must answer; migrations are applied, and the
+    /// collection must have been given its models by a writer) and to the replicas at
+    /// `read_urls` (which may be down: they are retried at each check).
     pub fn connect(
         primary_url: &str,
         read_urls: &[String],
         routing: ReadRouting,
     ) -> Result<Self, PgError> {
+        let primary = PgStore::connect(primary_url)?;
+        let models = primary.models()?.ok_or_else(|| {
+            PgError::Schema(format!(
+                "{} holds no Folio collection yet; index into it first (`folio index --store`)",
+                primary.url()
+            ))
+        })?;
         let cluster = PgCluster {
-            primary: PgStore::connect(primary_url)?,
+            primary,
+            models,
             replicas: read_urls
                 .iter()
                 .map(|url| {
@@ -97,6 +112,7 @@ impl PgCluster {
                 .collect(),
             routing,
             next: AtomicUsize::new(0),
+            ef_search: AtomicUsize::new(crate::DEFAULT_EF_SEARCH),
         };
         cluster.check();
         Ok(cluster)
@@ -105,6 +121,11 @@ impl PgCluster {
     /// The primary, for writes.
     pub fn primary(&self) -> &PgStore {
         &self.primary
+    }
+
+    /// The models the collection was built with.
+    pub fn models(&self) -> &IndexModels {
+        &self.models
     }
 
     /// Checks every replica now.
@@ -129,23 +150,27 @@ impl PgCluster {
         let n = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
-            let mut replica = lock(&self.replicas[(start + i) % n]);
-            let due = replica
-                .checked
-                .is_none_or(|at| at.elapsed() >= self.routing.recheck);
-            if due {
-                let primary_lsn = self.primary.wal_position();
-                self.check_one(&mut replica, primary_lsn.as_ref().ok());
-            }
-            if !replica.health.healthy {
-                continue;
-            }
-            let Some(store) = &replica.store else {
-                continue;
+            let slot = &self.replicas[(start + i) % n];
+            // The lock covers the health check, not the read: reads on one replica run
+            // side by side on its pooled connections.
+            let store = {
+                let mut replica = lock(slot);
+                let due = replica
+                    .checked
+                    .is_none_or(|at| at.elapsed() >= self.routing.recheck);
+                if due {
+                    let primary_lsn = self.primary.wal_position();
+                    self.check_one(&mut replica, primary_lsn.as_ref().ok());
+                }
+                match &replica.store {
+                    Some(s) if replica.health.healthy => s.clone(),
+                    _ => continue,
+                }
             };
-            match read(store) {
+            match read(&store) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
+                    let mut replica = lock(slot);
                     warn!(replica = %replica.health.url, error = %e, "read failed on a replica; trying the next");
                     replica.store = None;
                     replica.health.healthy = false;
@@ -157,11 +182,25 @@ impl PgCluster {
         read(&self.primary)
     }
 
+    /// Sets HNSW ef_search on the primary and every replica connected now or later.
+    pub fn set_ef_search(&self, ef: usize) {
+        self.ef_search.store(ef, Ordering::Relaxed);
+        self.primary.set_ef_search(ef);
+        for slot in &self.replicas {
+            if let Some(s) = &lock(slot).store {
+                s.set_ef_search(ef);
+            }
+        }
+    }
+
     fn check_one(&self, replica: &mut Replica, primary_lsn: Option<&String>) {
         replica.checked = Some(Instant::now());
         if replica.store.is_none() {
             match PgStore::connect_replica(&replica.url) {
-                Ok(s) => replica.store = Some(s),
+                Ok(s) => {
+                    s.set_ef_search(self.ef_search.load(Ordering::Relaxed));
+                    replica.store = Some(Arc::new(s));
+                }
                 Err(e) => return mark(replica, None, e.to_string()),
             }
         }

@@ -24,24 +24,37 @@
 //! failover to the primary) and writes to the primary.
 
 mod cluster;
+mod collection;
+mod pool;
 mod vector;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use folio_core::{BBox, DocId, DocMeta, Document, EmbedderInfo, Page, PageKey, Passage, PassageId};
-use postgres::{Client, NoTls, Transaction};
+use folio_core::{BBox, DocId, DocMeta, Document, Hit, Page, PageKey, Passage, PassageId};
+use folio_store::{IndexModels, PageEmbeddings, RouteModel, TokenMatrix, maxsim};
+use postgres::Transaction;
 use thiserror::Error;
-use tracing::{debug, info};
+use tracing::info;
 
 pub use cluster::{PgCluster, ReadRouting, ReplicaHealth};
+pub use collection::PgWriter;
 pub use vector::HalfVector;
 
+use pool::{Pool, Pooled};
+
 /// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: [(i32, &str, &str); 1] = [(
-    1,
-    "documents",
-    include_str!("../migrations/0001_documents.sql"),
-)];
+const MIGRATIONS: [(i32, &str, &str); 2] = [
+    (
+        1,
+        "documents",
+        include_str!("../migrations/0001_documents.sql"),
+    ),
+    (
+        2,
+        "page_routes",
+        include_str!("../migrations/0002_page_routes.sql"),
+    ),
+];
 
 /// Key of the advisory lock migrations run under (any fixed number; "folio" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6f6c_696f;
@@ -49,6 +62,10 @@ const MIGRATION_LOCK: i64 = 0x0066_6f6c_696f;
 /// HNSW build parameters of the embedding index (as the embedded store's defaults).
 const HNSW_M: u32 = 16;
 const HNSW_EF_CONSTRUCTION: u32 = 128;
+/// HNSW ef_search until [`PgStore::set_ef_search`], as the embedded store's (pgvector's
+/// default is 40). A search for more rows explores at least as many (pgvector returns at
+/// most ef_search rows), up to pgvector's limit of 1000.
+const DEFAULT_EF_SEARCH: usize = 128;
 
 /// A PostgreSQL store operation failed.
 #[derive(Debug, Error)]
@@ -82,15 +99,18 @@ fn sql(what: impl Into<String>) -> impl FnOnce(postgres::Error) -> PgError {
     move |source| PgError::Sql { what, source }
 }
 
-/// One PostgreSQL database used as a Folio collection.
+/// One PostgreSQL database used as a Folio collection, through a small connection pool.
 pub struct PgStore {
-    client: Mutex<Client>,
-    url: String,
+    pool: Pool,
+    /// HNSW ef_search of the following searches.
+    ef_search: AtomicUsize,
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("url", &self.url).finish()
+        f.debug_struct("PgStore")
+            .field("url", &self.pool.shown())
+            .finish()
     }
 }
 
@@ -108,11 +128,34 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The settings key of a route's model.
+fn model_key(route: &str) -> String {
+    format!("model.{route}")
+}
+
+/// Per route: its name, the table its vectors go in, the vector column, and the HNSW
+/// operator class (cosine for single vectors; inner product for the late route's
+/// centroids, which MaxSim adds up).
+const VECTOR_COLUMNS: [(&str, &str, &str, &str); 3] = [
+    ("text", "passages", "embedding", "halfvec_cosine_ops"),
+    ("page", "page_vectors", "embedding", "halfvec_cosine_ops"),
+    ("late", "late_centroids", "centroid", "halfvec_ip_ops"),
+];
+
+/// A late-interaction query scores every page exactly when at most this many pages qualify,
+/// and otherwise re-scores `max(LATE_CANDIDATE_FACTOR * k, LATE_MIN_CANDIDATES)` candidates
+/// (as the embedded store does).
+const LATE_MIN_CANDIDATES: usize = 256;
+/// See [`LATE_MIN_CANDIDATES`].
+const LATE_CANDIDATE_FACTOR: usize = 10;
+/// Nearest centroids fetched per query token to find late-interaction candidates.
+const LATE_CENTROIDS_PER_TOKEN: i64 = 64;
+
 impl PgStore {
     /// Connects to the primary at `url` (`postgres://user[:password]@host:port/db`) and
     /// applies any migration the database has not had.
     pub fn connect(url: &str) -> Result<Self, PgError> {
-        let store = Self::open(url)?;
+        let store = Self::open(url, false)?;
         store.migrate()?;
         Ok(store)
     }
@@ -120,35 +163,34 @@ impl PgStore {
     /// Connects to a read replica: no migrations (a replica cannot take them), and every
     /// statement in read-only transactions.
     pub fn connect_replica(url: &str) -> Result<Self, PgError> {
-        let store = Self::open(url)?;
-        store
-            .client()
-            .batch_execute("SET default_transaction_read_only = on")
-            .map_err(sql("making the replica connection read-only"))?;
-        Ok(store)
+        Self::open(url, true)
     }
 
-    fn open(url: &str) -> Result<Self, PgError> {
-        let shown = redact(url);
-        let client = Client::connect(url, NoTls).map_err(|source| PgError::Connect {
-            url: shown.clone(),
-            source,
-        })?;
-        debug!(url = %shown, "connected");
+    fn open(url: &str, read_only: bool) -> Result<Self, PgError> {
         Ok(PgStore {
-            client: Mutex::new(client),
-            url: shown,
+            pool: Pool::open(url, read_only)?,
+            ef_search: AtomicUsize::new(DEFAULT_EF_SEARCH),
         })
     }
 
-    fn client(&self) -> MutexGuard<'_, Client> {
-        self.client.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The URL, without its password.
+    pub fn url(&self) -> &str {
+        self.pool.shown()
+    }
+
+    fn client(&self) -> Result<Pooled<'_>, PgError> {
+        self.pool.get()
+    }
+
+    /// Sets HNSW ef_search for the following searches.
+    pub fn set_ef_search(&self, ef: usize) {
+        self.ef_search.store(ef.max(1), Ordering::Relaxed);
     }
 
     /// The versions of the migrations applied to this database, in order.
     pub fn applied_migrations(&self) -> Result<Vec<i32>, PgError> {
         let rows = self
-            .client()
+            .client()?
             .query("SELECT version FROM folio_migrations ORDER BY version", &[])
             .map_err(sql("reading folio_migrations"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -156,7 +198,7 @@ impl PgStore {
 
     /// Applies the migrations this database lacks; returns the versions applied now.
     fn migrate(&self) -> Result<Vec<i32>, PgError> {
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client
             .transaction()
             .map_err(sql("starting the migrations"))?;
@@ -180,7 +222,7 @@ impl PgStore {
             return Err(PgError::Schema(format!(
                 "database {} has schema version {newer}, newer than this Folio's {}: upgrade \
                  Folio",
-                self.url,
+                self.url(),
                 MIGRATIONS.len()
             )));
         }
@@ -203,75 +245,130 @@ impl PgStore {
         Ok(applied)
     }
 
-    /// The embedder this collection was built with, if one is recorded.
-    pub fn embedder(&self) -> Result<Option<EmbedderInfo>, PgError> {
-        let row = self
-            .client()
-            .query_opt(
-                "SELECT value FROM folio_settings WHERE key = 'embedder'",
+    /// The models this collection's routes were built with; `None` before any was set.
+    pub fn models(&self) -> Result<Option<IndexModels>, PgError> {
+        let rows = self
+            .client()?
+            .query(
+                "SELECT key, value FROM folio_settings WHERE key LIKE 'model.%'",
                 &[],
             )
-            .map_err(sql("reading the collection's embedder"))?;
-        row.map(|r| {
-            let value: serde_json::Value = r.get(0);
-            serde_json::from_value(value)
-                .map_err(|e| PgError::Schema(format!("the recorded embedder is unreadable: {e}")))
-        })
-        .transpose()
-    }
-
-    /// Records `info` as the collection's embedder and creates the embedding column and its
-    /// HNSW index at its width. The same embedder again does nothing; another one is an
-    /// error naming both.
-    pub fn set_embedder(&self, info: &EmbedderInfo) -> Result<(), PgError> {
-        if let Some(recorded) = self.embedder()? {
-            if recorded.id == info.id && recorded.dim == info.dim {
-                return Ok(());
+            .map_err(sql("reading the collection's models"))?;
+        let mut text = None;
+        let (mut page, mut late) = (None, None);
+        for row in rows {
+            let key: String = row.get(0);
+            let model: RouteModel = serde_json::from_value(row.get(1)).map_err(|e| {
+                PgError::Schema(format!("the recorded model {key} is unreadable: {e}"))
+            })?;
+            match key.as_str() {
+                "model.text" => text = Some(model),
+                "model.page" => page = Some(model),
+                "model.late" => late = Some(model),
+                _ => {}
             }
-            return Err(PgError::Schema(format!(
-                "collection {} was built with embedder {} ({}-d) but {} ({}-d) was given",
-                self.url, recorded.id, recorded.dim, info.id, info.dim
-            )));
         }
-        let value = serde_json::to_value(info)
-            .map_err(|e| PgError::Invalid(format!("embedder info: {e}")))?;
-        let mut client = self.client();
-        let mut tx = client
-            .transaction()
-            .map_err(sql("recording the embedder"))?;
-        tx.execute(
-            "INSERT INTO folio_settings (key, value) VALUES ('embedder', $1)",
-            &[&value],
-        )
-        .map_err(sql("recording the embedder"))?;
-        // DDL cannot take parameters; the width is a number we format ourselves.
-        tx.batch_execute(&format!(
-            "ALTER TABLE passages ADD COLUMN embedding halfvec({dim}) NOT NULL;
-             CREATE INDEX passages_embedding ON passages
-                 USING hnsw (embedding halfvec_cosine_ops)
-                 WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});",
-            dim = info.dim
-        ))
-        .map_err(sql("creating the embedding column"))?;
-        tx.commit().map_err(sql("recording the embedder"))?;
-        Ok(())
+        Ok(text.map(|text| IndexModels { text, page, late }))
     }
 
-    /// Replaces `doc` (by id) with these pages, passages and one embedding per passage, in
-    /// one transaction. Passage ids are assigned by the database (the given ones are
-    /// ignored); returns them in passage order.
+    /// Records `models` as the collection's and creates each route's vector column and its
+    /// HNSW index at the model's width. The same models again do nothing; a different model
+    /// for a route is an error naming both, and a page route can be added only while the
+    /// collection is empty (older documents would have no page vectors).
+    pub fn set_models(&self, models: &IndexModels) -> Result<(), PgError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql("recording the models"))?;
+        // One writer at a time decides the schema.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(sql("taking the schema lock"))?;
+        let documents: i64 = tx
+            .query_one("SELECT count(*) FROM documents", &[])
+            .map_err(sql("counting documents"))?
+            .get(0);
+        for (route, table, column, ops) in VECTOR_COLUMNS {
+            let given = match route {
+                "text" => Some(&models.text),
+                "page" => models.page.as_ref(),
+                _ => models.late.as_ref(),
+            };
+            let recorded: Option<RouteModel> = tx
+                .query_opt(
+                    "SELECT value FROM folio_settings WHERE key = $1",
+                    &[&model_key(route)],
+                )
+                .map_err(sql("reading the collection's models"))?
+                .map(|r| serde_json::from_value(r.get(0)))
+                .transpose()
+                .map_err(|e| PgError::Schema(format!("the recorded {route} model: {e}")))?;
+            match (recorded, given) {
+                (Some(r), Some(g)) if r.same_model(&g.embedder) => {}
+                (Some(r), Some(g)) => {
+                    return Err(PgError::Schema(format!(
+                        "the {route} route of collection {} was built with {} but {} was given",
+                        self.url(),
+                        r.describe(),
+                        g.describe()
+                    )));
+                }
+                (Some(r), None) => {
+                    return Err(PgError::Schema(format!(
+                        "the {route} route of collection {} was built with {}, and no model \
+                         was given for it",
+                        self.url(),
+                        r.describe()
+                    )));
+                }
+                (None, None) => {}
+                (None, Some(g)) => {
+                    if route != "text" && documents > 0 {
+                        return Err(PgError::Schema(format!(
+                            "collection {} has no {route} route, and its {documents} documents \
+                             have no page embeddings from {}: build a new collection with \
+                             that model",
+                            self.url(),
+                            g.describe()
+                        )));
+                    }
+                    let value = serde_json::to_value(g)
+                        .map_err(|e| PgError::Invalid(format!("model info: {e}")))?;
+                    tx.execute(
+                        "INSERT INTO folio_settings (key, value) VALUES ($1, $2)",
+                        &[&model_key(route), &value],
+                    )
+                    .map_err(sql("recording a model"))?;
+                    // DDL takes no parameters; every part is ours.
+                    tx.batch_execute(&format!(
+                        "ALTER TABLE {table} ADD COLUMN {column} halfvec({dim}) NOT NULL;
+                         CREATE INDEX {table}_{column} ON {table}
+                             USING hnsw ({column} {ops})
+                             WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});",
+                        dim = g.embedder.dim
+                    ))
+                    .map_err(sql(format!("creating the {route} route's vectors")))?;
+                }
+            }
+        }
+        tx.commit().map_err(sql("recording the models"))
+    }
+
+    /// Replaces the document with this id, and any document with its path, by `doc` with
+    /// these pages, passages (one vector each) and page-image embeddings, in one
+    /// transaction: a reader sees the old document or the new one, never half of either,
+    /// and the document is durable once this returns. Passage ids are assigned by the
+    /// database; returns them in passage order.
     pub fn put_document(
         &self,
         doc: &Document,
         pages: &[Page],
         passages: &[Passage],
-        embeddings: &[Vec<f32>],
+        vectors: &[Vec<f32>],
+        page_embeddings: &PageEmbeddings,
     ) -> Result<Vec<PassageId>, PgError> {
-        if passages.len() != embeddings.len() {
+        if passages.len() != vectors.len() {
             return Err(PgError::Invalid(format!(
-                "{} passages but {} embeddings",
+                "{} passages but {} vectors",
                 passages.len(),
-                embeddings.len()
+                vectors.len()
             )));
         }
         let meta = serde_json::to_value(&doc.meta)
@@ -280,11 +377,13 @@ impl PgStore {
             .map_err(|_| PgError::Invalid(format!("{} pages", doc.pages)))?;
         let bytes = i64::try_from(doc.bytes)
             .map_err(|_| PgError::Invalid(format!("{} bytes", doc.bytes)))?;
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client
             .transaction()
             .map_err(sql("starting a document write"))?;
         remove_in(&mut tx, &doc.doc_id)?;
+        tx.execute("DELETE FROM documents WHERE path = $1", &[&doc.path])
+            .map_err(sql(format!("replacing the document at {}", doc.path)))?;
         tx.execute(
             "INSERT INTO documents (doc_id, path, content_hash, pages, bytes, meta)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -318,7 +417,7 @@ impl PgStore {
             )
             .map_err(sql("preparing the passage insert"))?;
         let mut ids = Vec::with_capacity(passages.len());
-        for (p, e) in passages.iter().zip(embeddings) {
+        for (p, v) in passages.iter().zip(vectors) {
             let boxes = serde_json::to_value(&p.boxes)
                 .map_err(|e| PgError::Invalid(format!("passage boxes: {e}")))?;
             let span =
@@ -333,37 +432,86 @@ impl PgStore {
                         &span(p.char_end)?,
                         &p.text,
                         &boxes,
-                        &HalfVector(e.clone()),
+                        &HalfVector(v.clone()),
                     ],
                 )
                 .map_err(sql(format!("inserting a passage of {}", doc.doc_id)))?;
             let id: i64 = row.get(0);
             ids.push(id as PassageId);
         }
+        let page_of = |page: u32| {
+            i32::try_from(page).map_err(|_| PgError::Invalid(format!("page number {page}")))
+        };
+        for (page, v) in &page_embeddings.vectors {
+            tx.execute(
+                "INSERT INTO page_vectors (doc_id, page, embedding) VALUES ($1, $2, $3)",
+                &[&doc.doc_id.0, &page_of(*page)?, &HalfVector(v.clone())],
+            )
+            .map_err(sql(format!("inserting a page vector of {}", doc.doc_id)))?;
+        }
+        for (page, tokens) in page_embeddings.tokens.iter().filter(|(_, t)| !t.is_empty()) {
+            let page = page_of(*page)?;
+            let blob: Vec<u8> = tokens
+                .f16_bits()
+                .iter()
+                .flat_map(|b| b.to_le_bytes())
+                .collect();
+            tx.execute(
+                "INSERT INTO late_pages (doc_id, page, tokens) VALUES ($1, $2, $3)",
+                &[&doc.doc_id.0, &page, &blob],
+            )
+            .map_err(sql(format!("inserting token vectors of {}", doc.doc_id)))?;
+            for c in tokens.centroids().chunks_exact(tokens.dim()) {
+                tx.execute(
+                    "INSERT INTO late_centroids (doc_id, page, centroid) VALUES ($1, $2, $3)",
+                    &[&doc.doc_id.0, &page, &HalfVector(c.to_vec())],
+                )
+                .map_err(sql(format!("inserting token centroids of {}", doc.doc_id)))?;
+            }
+        }
         tx.commit()
             .map_err(sql(format!("committing document {}", doc.doc_id)))?;
         Ok(ids)
     }
 
-    /// Removes a document with its pages and passages; whether it was there.
+    /// Replaces a document's metadata; whether the document is there.
+    pub fn set_meta(&self, id: &DocId, meta: &DocMeta) -> Result<bool, PgError> {
+        let meta = serde_json::to_value(meta)
+            .map_err(|e| PgError::Invalid(format!("document metadata: {e}")))?;
+        let n = self
+            .client()?
+            .execute(
+                "UPDATE documents SET meta = $2 WHERE doc_id = $1",
+                &[&id.0, &meta],
+            )
+            .map_err(sql(format!("updating the metadata of {id}")))?;
+        Ok(n > 0)
+    }
+
+    /// Removes a document with its pages, passages and page vectors; whether it was there.
     pub fn remove(&self, doc_id: &DocId) -> Result<bool, PgError> {
-        let mut client = self.client();
+        let mut client = self.client()?;
         let mut tx = client.transaction().map_err(sql("starting a delete"))?;
         let removed = remove_in(&mut tx, doc_id)?;
         tx.commit().map_err(sql(format!("deleting {doc_id}")))?;
         Ok(removed)
     }
 
-    /// Every document, by id.
-    pub fn documents(&self) -> Result<Vec<Document>, PgError> {
+    fn documents_where(
+        &self,
+        condition: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Document>, PgError> {
         let rows = self
-            .client()
+            .client()?
             .query(
-                "SELECT doc_id, path, content_hash, pages, bytes, meta FROM documents
-                 ORDER BY doc_id",
-                &[],
+                &format!(
+                    "SELECT doc_id, path, content_hash, pages, bytes, meta FROM documents
+                     {condition} ORDER BY doc_id"
+                ),
+                params,
             )
-            .map_err(sql("listing documents"))?;
+            .map_err(sql("reading documents"))?;
         rows.iter()
             .map(|r| {
                 let meta: serde_json::Value = r.get(5);
@@ -381,27 +529,64 @@ impl PgStore {
             .collect()
     }
 
-    /// A passage by id.
-    pub fn passage(&self, id: PassageId) -> Result<Option<Passage>, PgError> {
+    /// Every document, by id.
+    pub fn documents(&self) -> Result<Vec<Document>, PgError> {
+        self.documents_where("", &[])
+    }
+
+    /// One document.
+    pub fn document(&self, id: &DocId) -> Result<Option<Document>, PgError> {
+        Ok(self.documents_where("WHERE doc_id = $1", &[&id.0])?.pop())
+    }
+
+    /// The document with this content hash, if any.
+    pub fn find_by_hash(&self, content_hash: &str) -> Result<Option<Document>, PgError> {
+        Ok(self
+            .documents_where("WHERE content_hash = $1", &[&content_hash])?
+            .pop())
+    }
+
+    /// Documents, pages and passages.
+    pub fn counts(&self) -> Result<(usize, usize, usize), PgError> {
         let row = self
-            .client()
-            .query_opt(
-                "SELECT doc_id, page, char_start, char_end, text, boxes FROM passages
-                 WHERE id = $1",
-                &[&(id as i64)],
+            .client()?
+            .query_one(
+                "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM pages),
+                        (SELECT count(*) FROM passages)",
+                &[],
             )
-            .map_err(sql(format!("reading passage {id}")))?;
+            .map_err(sql("counting the collection"))?;
+        let n = |i| row.get::<_, i64>(i) as usize;
+        Ok((n(0), n(1), n(2)))
+    }
+
+    fn passage_where(
+        &self,
+        condition: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Passage>, PgError> {
+        let row = self
+            .client()?
+            .query_opt(
+                &format!(
+                    "SELECT id, doc_id, page, char_start, char_end, text, boxes FROM passages
+                     {condition} ORDER BY id LIMIT 1"
+                ),
+                params,
+            )
+            .map_err(sql("reading a passage"))?;
         row.map(|r| {
-            let boxes: serde_json::Value = r.get(5);
+            let id = r.get::<_, i64>(0) as PassageId;
+            let boxes: serde_json::Value = r.get(6);
             Ok(Passage {
                 id,
                 page: PageKey {
-                    doc_id: DocId(r.get(0)),
-                    page: r.get::<_, i32>(1) as u32,
+                    doc_id: DocId(r.get(1)),
+                    page: r.get::<_, i32>(2) as u32,
                 },
-                char_start: r.get::<_, i32>(2) as u32,
-                char_end: r.get::<_, i32>(3) as u32,
-                text: r.get(4),
+                char_start: r.get::<_, i32>(3) as u32,
+                char_end: r.get::<_, i32>(4) as u32,
+                text: r.get(5),
                 boxes: serde_json::from_value::<Vec<BBox>>(boxes)
                     .map_err(|e| PgError::Schema(format!("boxes of passage {id}: {e}")))?,
             })
@@ -409,68 +594,198 @@ impl PgStore {
         .transpose()
     }
 
-    /// The `k` passages nearest to `query` by cosine similarity (HNSW, `ef_search` candidates
-    /// explored), best first, with their similarity.
+    /// A passage by id.
+    pub fn passage(&self, id: PassageId) -> Result<Option<Passage>, PgError> {
+        self.passage_where("WHERE id = $1", &[&(id as i64)])
+    }
+
+    /// The first passage of a page.
+    pub fn first_passage(&self, page: &PageKey) -> Result<Option<Passage>, PgError> {
+        self.passage_where(
+            "WHERE doc_id = $1 AND page = $2",
+            &[&page.doc_id.0, &page_number(page)?],
+        )
+    }
+
+    /// Runs `search` in a read transaction with this store's ef_search, and with HNSW's
+    /// iterative scan when a filter may drop most of the nearest rows.
+    fn vector_search<T>(
+        &self,
+        k: usize,
+        filtered: bool,
+        search: impl FnOnce(&mut Transaction<'_>) -> Result<T, PgError>,
+    ) -> Result<T, PgError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(sql("starting a search"))?;
+        // SET takes no parameters; the values are ours.
+        let ef = self.ef_search.load(Ordering::Relaxed).max(k).min(1000);
+        let scan = if filtered { "strict_order" } else { "off" };
+        tx.batch_execute(&format!(
+            "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = {scan};"
+        ))
+        .map_err(sql("setting up an HNSW search"))?;
+        let out = search(&mut tx)?;
+        tx.commit().map_err(sql("ending a search"))?;
+        Ok(out)
+    }
+
+    /// The `k` passages nearest to `query` by cosine similarity (HNSW), best first, with
+    /// their similarity; with `keep`, only passages of those documents.
     pub fn dense(
         &self,
         query: &[f32],
         k: usize,
-        ef_search: usize,
-    ) -> Result<Vec<(PassageId, f32)>, PgError> {
-        let mut client = self.client();
-        let mut tx = client
-            .transaction()
-            .map_err(sql("starting a dense search"))?;
-        // SET cannot take parameters; the number is ours.
-        tx.batch_execute(&format!(
-            "SET LOCAL hnsw.ef_search = {}",
-            ef_search.clamp(1, 1000)
-        ))
-        .map_err(sql("setting hnsw.ef_search"))?;
-        let rows = tx
-            .query(
-                "SELECT id, 1 - (embedding <=> $1) FROM passages
-                 ORDER BY embedding <=> $1 LIMIT $2",
-                &[&HalfVector(query.to_vec()), &(k as i64)],
+        keep: Option<&[String]>,
+    ) -> Result<Vec<Hit>, PgError> {
+        self.vector_search(k, keep.is_some(), |tx| {
+            let rows = tx
+                .query(
+                    "SELECT id, doc_id, page, (1 - (embedding <=> $1))::real FROM passages
+                     WHERE $3::text[] IS NULL OR doc_id = ANY($3)
+                     ORDER BY embedding <=> $1 LIMIT $2",
+                    &[&HalfVector(query.to_vec()), &(k as i64), &keep],
+                )
+                .map_err(sql("dense search"))?;
+            Ok(rows.iter().map(passage_hit).collect())
+        })
+    }
+
+    /// The `k` pages nearest to `query` by cosine similarity of their page vectors.
+    pub fn pages(
+        &self,
+        query: &[f32],
+        k: usize,
+        keep: Option<&[String]>,
+    ) -> Result<Vec<Hit>, PgError> {
+        self.vector_search(k, keep.is_some(), |tx| {
+            let rows = tx
+                .query(
+                    "SELECT doc_id, page, (1 - (embedding <=> $1))::real FROM page_vectors
+                     WHERE $3::text[] IS NULL OR doc_id = ANY($3)
+                     ORDER BY embedding <=> $1 LIMIT $2",
+                    &[&HalfVector(query.to_vec()), &(k as i64), &keep],
+                )
+                .map_err(sql("page search"))?;
+            Ok(rows.iter().map(page_hit).collect())
+        })
+    }
+
+    /// The `k` pages by MaxSim between the query's token vectors and each page's (exact, in
+    /// Folio, on the stored f16 tokens). Every qualifying page is scored when there are at
+    /// most `max(10 k, 256)`; otherwise the pages owning the nearest centroids of each query
+    /// token are the candidates.
+    pub fn late(
+        &self,
+        tokens: &[Vec<f32>],
+        k: usize,
+        keep: Option<&[String]>,
+        dim: usize,
+    ) -> Result<Vec<Hit>, PgError> {
+        let depth = k
+            .saturating_mul(LATE_CANDIDATE_FACTOR)
+            .max(LATE_MIN_CANDIDATES);
+        let flat: Vec<f32> = tokens.iter().flatten().copied().collect();
+        let rows = self.vector_search(LATE_CENTROIDS_PER_TOKEN as usize, keep.is_some(), |tx| {
+            let qualifying: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM late_pages WHERE $1::text[] IS NULL OR doc_id = ANY($1)",
+                    &[&keep],
+                )
+                .map_err(sql("counting late-interaction pages"))?
+                .get(0);
+            if qualifying as usize <= depth {
+                return tx
+                    .query(
+                        "SELECT doc_id, page, tokens FROM late_pages
+                         WHERE $1::text[] IS NULL OR doc_id = ANY($1)",
+                        &[&keep],
+                    )
+                    .map_err(sql("reading token vectors"));
+            }
+            let mut candidates: Vec<(String, i32)> = Vec::new();
+            for q in tokens {
+                let near = tx
+                    .query(
+                        "SELECT doc_id, page FROM late_centroids
+                         WHERE $3::text[] IS NULL OR doc_id = ANY($3)
+                         ORDER BY centroid <#> $1 LIMIT $2",
+                        &[&HalfVector(q.clone()), &LATE_CENTROIDS_PER_TOKEN, &keep],
+                    )
+                    .map_err(sql("late-interaction candidates"))?;
+                candidates.extend(near.iter().map(|r| (r.get(0), r.get(1))));
+            }
+            candidates.sort();
+            candidates.dedup();
+            let (docs, pages): (Vec<String>, Vec<i32>) = candidates.into_iter().unzip();
+            tx.query(
+                "SELECT l.doc_id, l.page, l.tokens
+                 FROM unnest($1::text[], $2::int[]) AS c(doc_id, page)
+                 JOIN late_pages l USING (doc_id, page)",
+                &[&docs, &pages],
             )
-            .map_err(sql("dense search"))?;
-        tx.commit().map_err(sql("ending a dense search"))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<_, i64>(0) as PassageId, r.get::<_, f64>(1) as f32))
-            .collect())
+            .map_err(sql("reading candidate token vectors"))
+        })?;
+        let mut scored = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let blob: &[u8] = r.get(2);
+            let bits: Vec<u16> = blob
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect();
+            let page = TokenMatrix::from_f16_bits(dim, &bits)
+                .map_err(|e| PgError::Schema(format!("stored token vectors: {e}")))?;
+            scored.push(Hit {
+                page: PageKey {
+                    doc_id: DocId(r.get(0)),
+                    page: r.get::<_, i32>(1) as u32,
+                },
+                score: maxsim(&flat, &page),
+                passage: None,
+            });
+        }
+        // Best first; ties by page, as the embedded store orders them by row.
+        scored.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.page.cmp(&b.page))
+        });
+        scored.truncate(k);
+        Ok(scored)
     }
 
     /// The `k` passages that best match any of the query's English lexemes (PostgreSQL
     /// full-text search, `ts_rank` normalised by log length: the best of the four rankings
     /// `scripts/bench/pg-fts-scifact.sh` compares), best first, with their rank value.
-    pub fn lexical(&self, query: &str, k: usize) -> Result<Vec<(PassageId, f32)>, PgError> {
+    pub fn lexical(
+        &self,
+        query: &str,
+        k: usize,
+        keep: Option<&[String]>,
+    ) -> Result<Vec<Hit>, PgError> {
         let rows = self
-            .client()
+            .client()?
             .query(
                 "WITH q AS (
                      SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS q
                      FROM unnest(to_tsvector('english', $1))
                  )
-                 SELECT p.id, ts_rank(p.tsv, q.q, 1) AS rank
+                 SELECT p.id, p.doc_id, p.page, ts_rank(p.tsv, q.q, 1) AS rank
                  FROM passages p, q
                  WHERE q.q IS NOT NULL AND p.tsv @@ q.q
+                   AND ($3::text[] IS NULL OR p.doc_id = ANY($3))
                  ORDER BY rank DESC, p.id
                  LIMIT $2",
-                &[&query, &(k as i64)],
+                &[&query, &(k as i64), &keep],
             )
             .map_err(sql("full-text search"))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<_, i64>(0) as PassageId, r.get::<_, f32>(1)))
-            .collect())
+        Ok(rows.iter().map(passage_hit).collect())
     }
 
     /// The primary's current WAL position (`pg_current_wal_lsn`), for waiting until a
     /// replica has replayed a write.
     pub fn wal_position(&self) -> Result<String, PgError> {
         let row = self
-            .client()
+            .client()?
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .map_err(sql("reading the WAL position"))?;
         Ok(row.get(0))
@@ -480,24 +795,48 @@ impl PgStore {
     /// [`PgStore::wal_position`] on its primary); 0 once it has.
     pub fn replay_lag_bytes(&self, lsn: &str) -> Result<u64, PgError> {
         let row = self
-            .client()
+            .client()?
             .query_one(
                 "SELECT pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())::float8",
                 &[&lsn],
             )
             .map_err(sql("reading the replay position"))?;
         let lag: Option<f64> = row.get(0);
-        let lag = lag.ok_or_else(|| PgError::Schema(format!("{} is not a replica", self.url)))?;
+        let lag = lag.ok_or_else(|| PgError::Schema(format!("{} is not a replica", self.url())))?;
         Ok(lag.max(0.0) as u64)
     }
 
     /// Whether this server is a replica (in recovery).
     pub fn in_recovery(&self) -> Result<bool, PgError> {
         let row = self
-            .client()
+            .client()?
             .query_one("SELECT pg_is_in_recovery()", &[])
             .map_err(sql("asking whether the server is a replica"))?;
         Ok(row.get(0))
+    }
+}
+
+/// A passage hit from a row (id, doc_id, page, score).
+fn passage_hit(r: &postgres::Row) -> Hit {
+    Hit {
+        page: PageKey {
+            doc_id: DocId(r.get(1)),
+            page: r.get::<_, i32>(2) as u32,
+        },
+        score: r.get(3),
+        passage: Some(r.get::<_, i64>(0) as PassageId),
+    }
+}
+
+/// A page hit from a row (doc_id, page, score).
+fn page_hit(r: &postgres::Row) -> Hit {
+    Hit {
+        page: PageKey {
+            doc_id: DocId(r.get(0)),
+            page: r.get::<_, i32>(1) as u32,
+        },
+        score: r.get(2),
+        passage: None,
     }
 }
 

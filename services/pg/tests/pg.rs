@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use folio_core::testing::HashEmbedder;
-use folio_core::{DocId, DocMeta, Document, Embedder, Page, PageKey, Passage};
-use folio_pg::{PgCluster, PgError, PgStore, ReadRouting};
+use folio_core::{DocId, DocMeta, Document, Embedder, Hit, Page, PageKey, Passage};
+use folio_pg::{PgCluster, PgError, PgStore, PgWriter, ReadRouting};
+use folio_store::{IndexModels, PageEmbeddings};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg/cluster.sh")
@@ -142,13 +143,26 @@ fn load(store: &PgStore, embedder: &HashEmbedder) -> anyhow::Result<()> {
     for (name, texts) in TEXTS {
         let (doc, pages, passages) = document(name, texts);
         let vectors: Vec<Vec<f32>> = texts.iter().map(|t| embedder.embed(t)).collect();
-        let ids = store.put_document(&doc, &pages, &passages, &vectors)?;
+        let ids = store.put_document(
+            &doc,
+            &pages,
+            &passages,
+            &vectors,
+            &PageEmbeddings::default(),
+        )?;
         assert_eq!(ids.len(), texts.len());
     }
     Ok(())
 }
 
-fn text_of(store: &PgStore, id: u64) -> anyhow::Result<String> {
+fn text_models(e: &HashEmbedder) -> IndexModels {
+    IndexModels::text(e.info(), None)
+}
+
+fn text_of(store: &PgStore, hit: &Hit) -> anyhow::Result<String> {
+    let id = hit
+        .passage
+        .ok_or_else(|| anyhow::anyhow!("{hit:?} has no passage"))?;
     Ok(store
         .passage(id)?
         .ok_or_else(|| anyhow::anyhow!("no passage {id}"))?
@@ -161,23 +175,25 @@ fn documents_round_trip_and_both_searches_find_them_on_primary_and_replica() -> 
         return Ok(());
     };
     let store = PgStore::connect(&cluster.primary)?;
-    assert_eq!(store.applied_migrations()?, [1]);
+    assert_eq!(store.applied_migrations()?, [1, 2]);
     // Migrations are applied once: a second connection finds nothing to do.
     assert_eq!(
         PgStore::connect(&cluster.primary)?.applied_migrations()?,
-        [1]
+        [1, 2]
     );
 
     let embedder = HashEmbedder::new(32);
-    store.set_embedder(embedder.info())?;
-    store.set_embedder(embedder.info())?;
-    let other = HashEmbedder::new(16).info().clone();
-    let err = store.set_embedder(&other).map(|_| ()).unwrap_err();
+    assert_eq!(store.models()?, None);
+    PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    let err = PgWriter::open(&cluster.primary, text_models(&HashEmbedder::new(16)))
+        .map(|_| ())
+        .unwrap_err();
     assert!(
         matches!(err, PgError::Schema(_)) && err.to_string().contains("16-d"),
         "{err}"
     );
-    assert_eq!(store.embedder()?.as_ref(), Some(embedder.info()));
+    assert_eq!(store.models()?, Some(text_models(&embedder)));
 
     load(&store, &embedder)?;
     let docs = store.documents()?;
@@ -189,17 +205,25 @@ fn documents_round_trip_and_both_searches_find_them_on_primary_and_replica() -> 
 
     // Dense: a passage's own embedding finds it first, at similarity ~1 (f16 storage).
     let query = "The typewriter was patented in 1868 and sped up office work.";
-    let hits = store.dense(&embedder.embed(query), 3, 40)?;
+    let hits = store.dense(&embedder.embed(query), 3, None)?;
     assert_eq!(hits.len(), 3);
-    assert_eq!(text_of(&store, hits[0].0)?, query);
-    assert!(hits[0].1 > 0.99, "{hits:?}");
-    assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "{hits:?}");
-    // Lexical: any of the query's lexemes, stemmed ("tightening" matches "tighten").
-    let hits = store.lexical("tightening bolts", 5)?;
-    assert_eq!(hits.len(), 1, "{hits:?}");
-    assert!(text_of(&store, hits[0].0)?.starts_with("Torque wrenches"));
+    assert_eq!(text_of(&store, &hits[0])?, query);
+    assert!(hits[0].score > 0.99, "{hits:?}");
     assert!(
-        store.lexical("the of and", 5)?.is_empty(),
+        hits.windows(2).all(|w| w[0].score >= w[1].score),
+        "{hits:?}"
+    );
+    // Limited to some documents.
+    let keep = ["doc-rain".to_string()];
+    let hits = store.dense(&embedder.embed(query), 3, Some(&keep))?;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].page.doc_id.0, "doc-rain");
+    // Lexical: any of the query's lexemes, stemmed ("tightening" matches "tighten").
+    let hits = store.lexical("tightening bolts", 5, None)?;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(text_of(&store, &hits[0])?.starts_with("Torque wrenches"));
+    assert!(
+        store.lexical("the of and", 5, None)?.is_empty(),
         "stop words alone match nothing"
     );
 
@@ -213,21 +237,23 @@ fn documents_round_trip_and_both_searches_find_them_on_primary_and_replica() -> 
     }
     assert_eq!(replica.documents()?, store.documents()?);
     assert_eq!(
-        replica.dense(&embedder.embed(query), 3, 40)?,
-        store.dense(&embedder.embed(query), 3, 40)?
+        replica.dense(&embedder.embed(query), 3, None)?,
+        store.dense(&embedder.embed(query), 3, None)?
     );
     // A replica takes no writes.
     let (doc, pages, passages) = document("extra", &["More text."]);
+    let vectors = [embedder.embed("More text.")];
+    let none = PageEmbeddings::default();
     assert!(
         replica
-            .put_document(&doc, &pages, &passages, &[embedder.embed("More text.")])
+            .put_document(&doc, &pages, &passages, &vectors, &none)
             .is_err()
     );
 
     // Delete.
     assert!(store.remove(&DocId("doc-rain".into()))?);
     assert!(!store.remove(&DocId("doc-rain".into()))?);
-    assert!(store.lexical("rainfall", 5)?.is_empty());
+    assert!(store.lexical("rainfall", 5, None)?.is_empty());
     assert_eq!(store.documents()?.len(), 2);
     Ok(())
 }
@@ -237,17 +263,17 @@ fn acknowledged_documents_survive_a_primary_crash() -> anyhow::Result<()> {
     let Some(cluster) = Cluster::start()? else {
         return Ok(());
     };
-    let store = PgStore::connect(&cluster.primary)?;
     let embedder = HashEmbedder::new(32);
-    store.set_embedder(embedder.info())?;
-    load(&store, &embedder)?;
+    let writer = PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    let store = writer.store();
+    load(store, &embedder)?;
     // Immediate shutdown: no checkpoint, as if the machine lost power.
     cluster.run("kill")?;
     assert!(store.documents().is_err(), "the primary is down");
     cluster.run("restart")?;
     let store = PgStore::connect(&cluster.primary)?;
     assert_eq!(store.documents()?.len(), TEXTS.len());
-    let hits = store.lexical("rainfall", 5)?;
+    let hits = store.lexical("rainfall", 5, None)?;
     assert_eq!(hits.len(), 1);
     Ok(())
 }
@@ -263,9 +289,9 @@ fn reads_go_to_healthy_replicas_and_fail_over_to_the_primary() -> anyhow::Result
     };
     // A second replica URL that nothing answers: it is skipped, never an error.
     let dead = "postgres://postgres@127.0.0.1:1/postgres".to_string();
-    let pg = PgCluster::connect(&cluster.primary, &[cluster.replica.clone(), dead], strict)?;
     let embedder = HashEmbedder::new(32);
-    pg.primary().set_embedder(embedder.info())?;
+    PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    let pg = PgCluster::connect(&cluster.primary, &[cluster.replica.clone(), dead], strict)?;
     load(pg.primary(), &embedder)?;
     let on_replica = || pg.read(|s| s.in_recovery());
     // Caught up: reads land on the live replica (the dead one is passed over).
@@ -291,8 +317,13 @@ fn reads_go_to_healthy_replicas_and_fail_over_to_the_primary() -> anyhow::Result
     // allowed, reads go to the primary and still answer, with the new document.
     pause_replay(&cluster.replica, true)?;
     let (doc, pages, passages) = document("late", &["A passage written while replay is paused."]);
-    pg.primary()
-        .put_document(&doc, &pages, &passages, &[embedder.embed("paused")])?;
+    pg.primary().put_document(
+        &doc,
+        &pages,
+        &passages,
+        &[embedder.embed("paused")],
+        &PageEmbeddings::default(),
+    )?;
     assert!(!on_replica()?, "{:?}", pg.health());
     assert_eq!(pg.read(|s| s.documents())?.len(), TEXTS.len() + 1);
     assert!(

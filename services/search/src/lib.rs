@@ -23,10 +23,10 @@ use folio_core::{
     MAX_K, PageEmbedder, PageImage, PreparedQuery, QueryInput, RankedList, Reranker, RetrieveError,
     Route, VisualQuery,
 };
-use folio_store::Store;
+use folio_store::{Collection, StoreError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 pub use defense::{DEFENSES, Defense, DefensePolicy, InjectionPatterns, apply_policy, damp};
 pub use folio_core::{Detector, Suspicion};
@@ -57,6 +57,9 @@ pub enum SearchError {
     /// A route failed.
     #[error(transparent)]
     Retrieve(#[from] RetrieveError),
+    /// Reading the collection failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A search request, as the CLI and the HTTP API take it.
@@ -335,8 +338,12 @@ pub struct SearchResponse {
     /// The re-ranker that ordered the hits (`none` when none ran).
     pub reranker: String,
     /// True when the requested re-ranker failed or ran out of time and the fused order was
-    /// returned instead.
+    /// returned instead, or when part of the collection (a shard) did not answer.
     pub degraded: bool,
+    /// The parts of the collection that did not answer (`shard: reason`), when any did not:
+    /// the hits come from the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
     /// Why the re-ranker failed, when `degraded`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerank_error: Option<String>,
@@ -351,6 +358,8 @@ pub struct Retrieved {
     pub lists: Vec<RankedList>,
     /// The fused pages, best first, at most `k`.
     pub fused: Vec<FusedHit>,
+    /// The parts of the collection that did not answer some route (`shard: reason`).
+    pub missing: Vec<String>,
     /// Stage timings.
     pub timings: Timings,
 }
@@ -388,9 +397,9 @@ pub struct Defended {
     pub rerank_ms: f64,
 }
 
-/// Runs searches over one opened index.
+/// Runs searches over one collection (an opened index generation, a database, shards).
 pub struct Pipeline {
-    store: Arc<Store>,
+    collection: Arc<dyn Collection>,
     embedder: Option<Arc<dyn Embedder>>,
     /// The page route's model.
     page_embedder: Option<Arc<dyn PageEmbedder>>,
@@ -411,27 +420,26 @@ impl Pipeline {
     /// The default pipeline: BM25, plus the dense route when an embedder is given, fused by
     /// RRF. The embedder must be the one the index was built with.
     pub fn new(
-        store: Arc<Store>,
+        collection: Arc<dyn Collection>,
         embedder: Option<Arc<dyn Embedder>>,
     ) -> Result<Self, SearchError> {
-        let mut routes: Vec<Box<dyn Route>> = vec![Box::new(Bm25Route::new(store.clone()))];
+        let mut routes: Vec<Box<dyn Route>> = vec![Box::new(Bm25Route::new(collection.clone()))];
         if let Some(e) = &embedder {
-            let built = &store.manifest().embedder;
+            let built = collection.models().text;
             let given = e.info();
-            if built.id != given.id || built.dim != given.dim {
+            if !built.same_model(given) {
                 return Err(SearchError::Setup(format!(
-                    "index {} was built with embedder {} ({}-d) but {} ({}-d) was loaded",
-                    store.dir().display(),
-                    built.id,
-                    built.dim,
+                    "index {} was built with embedder {} but {} ({}-d) was loaded",
+                    collection.location(),
+                    built.describe(),
                     given.id,
                     given.dim
                 )));
             }
-            routes.push(Box::new(DenseRoute::new(store.clone())));
+            routes.push(Box::new(DenseRoute::new(collection.clone())));
         }
         Ok(Pipeline {
-            store,
+            collection,
             embedder,
             page_embedder: None,
             late_embedder: None,
@@ -445,8 +453,8 @@ impl Pipeline {
 
     /// The same pipeline (routes, models, re-rankers) over another generation of the index,
     /// checked against it like a new one.
-    pub fn reopened(&self, store: Arc<Store>) -> Result<Pipeline, SearchError> {
-        let mut p = Pipeline::new(store, self.embedder.clone())?;
+    pub fn reopened(&self, collection: Arc<dyn Collection>) -> Result<Pipeline, SearchError> {
+        let mut p = Pipeline::new(collection, self.embedder.clone())?;
         for e in [&self.page_embedder, &self.late_embedder]
             .into_iter()
             .flatten()
@@ -468,17 +476,17 @@ impl Pipeline {
         &mut self,
         embedder: Arc<dyn PageEmbedder>,
     ) -> Result<(), SearchError> {
-        let manifest = self.store.manifest();
+        let models = self.collection.models();
         let (built, name) = match embedder.info().kind {
-            EmbeddingKind::Single => (&manifest.page, PageRoute::NAME),
-            EmbeddingKind::Multi => (&manifest.late, LateRoute::NAME),
+            EmbeddingKind::Single => (&models.page, PageRoute::NAME),
+            EmbeddingKind::Multi => (&models.late, LateRoute::NAME),
         };
         let given = embedder.info();
         match built {
             None => {
                 return Err(SearchError::Setup(format!(
                     "index {} has no {name} route for model {} ({}-d); index with it first",
-                    self.store.dir().display(),
+                    self.collection.location(),
                     given.id,
                     given.dim
                 )));
@@ -486,7 +494,7 @@ impl Pipeline {
             Some(b) if !b.same_model(given) => {
                 return Err(SearchError::Setup(format!(
                     "the {name} route of index {} was built with {} but {} ({}-d) was loaded",
-                    self.store.dir().display(),
+                    self.collection.location(),
                     b.describe(),
                     given.id,
                     given.dim
@@ -498,11 +506,11 @@ impl Pipeline {
         if name == PageRoute::NAME {
             self.page_embedder = Some(embedder);
             self.routes
-                .push(Box::new(PageRoute::new(self.store.clone())));
+                .push(Box::new(PageRoute::new(self.collection.clone())));
         } else {
             self.late_embedder = Some(embedder);
             self.routes
-                .push(Box::new(LateRoute::new(self.store.clone())));
+                .push(Box::new(LateRoute::new(self.collection.clone())));
         }
         Ok(())
     }
@@ -575,9 +583,9 @@ impl Pipeline {
         }
     }
 
-    /// The index this pipeline reads.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The collection this pipeline reads.
+    pub fn collection(&self) -> &dyn Collection {
+        self.collection.as_ref()
     }
 
     /// Names of the routes that run.
@@ -654,6 +662,7 @@ impl Pipeline {
         let wanted = request.offset + request.k;
         let depth = wanted.max(MIN_ROUTE_DEPTH);
         let mut lists = Vec::with_capacity(selected.len());
+        let mut missing: Vec<String> = Vec::new();
         let answering: Vec<&dyn Route> = selected
             .iter()
             .copied()
@@ -674,14 +683,20 @@ impl Pipeline {
         }
         for route in answering {
             let started = Instant::now();
-            let hits = route.retrieve(&query, depth)?;
+            let found = route.retrieve(&query, depth)?;
             timings
                 .routes_ms
                 .insert(route.name().to_string(), ms(started));
-            debug!(route = route.name(), hits = hits.len(), "route done");
+            debug!(route = route.name(), hits = found.hits.len(), "route done");
+            for m in found.missing {
+                warn!(route = route.name(), missing = %m, "part of the collection did not answer");
+                if !missing.contains(&m) {
+                    missing.push(m);
+                }
+            }
             lists.push(RankedList {
                 route: route.name().to_string(),
-                hits,
+                hits: found.hits,
             });
         }
         let started = Instant::now();
@@ -690,6 +705,7 @@ impl Pipeline {
         Ok(Retrieved {
             lists,
             fused,
+            missing,
             timings,
         })
     }
@@ -730,14 +746,17 @@ impl Pipeline {
                 _ => Ok(None),
             }
         };
-        let allowed = request.filter.as_ref().filter(|f| !f.is_empty()).map(|f| {
-            let docs = self.store.documents().values();
-            Arc::new(
-                docs.filter(|d| f.keeps(d))
-                    .map(|d| d.doc_id.clone())
+        let allowed = match request.filter.as_ref().filter(|f| !f.is_empty()) {
+            Some(f) => Some(Arc::new(
+                self.collection
+                    .documents()?
+                    .into_iter()
+                    .filter(|d| f.keeps(d))
+                    .map(|d| d.doc_id)
                     .collect(),
-            )
-        });
+            )),
+            None => None,
+        };
         Ok(PreparedQuery {
             text: request.query.clone(),
             text_embedding,
@@ -791,7 +810,8 @@ impl Pipeline {
             offset: request.offset,
             k: request.k,
             reranker: d.reranker,
-            degraded: d.outcome.error.is_some(),
+            degraded: d.outcome.error.is_some() || !retrieved.missing.is_empty(),
+            missing: retrieved.missing,
             rerank_error: d.outcome.error,
             timings,
         })
@@ -860,10 +880,7 @@ impl Pipeline {
             .take(depth)
             .map(|h| Candidate {
                 hit: h.clone(),
-                text: self
-                    .passage_of(h)
-                    .map(|p| p.text.clone())
-                    .unwrap_or_default(),
+                text: self.passage_of(h).map(|p| p.text).unwrap_or_default(),
             })
             .collect();
         rerank::rerank(reranker, query, &candidates, fused.len(), budget)
@@ -871,17 +888,22 @@ impl Pipeline {
 
     /// The first detector's suspicion of a hit's passage text, if any flags it.
     fn inspect(&self, h: &FusedHit) -> Option<Suspicion> {
-        let text = &self.passage_of(h)?.text;
-        self.detectors.iter().find_map(|d| d.inspect(text))
+        let text = self.passage_of(h)?.text;
+        self.detectors.iter().find_map(|d| d.inspect(&text))
     }
 
     /// The passage that stands for a hit: the one a text route matched, else the page's
-    /// first (page-image routes match no passage).
-    fn passage_of(&self, h: &FusedHit) -> Option<&folio_core::Passage> {
-        match h.passage {
-            Some(id) => self.store.passage(id),
-            None => self.store.first_passage(&h.page),
-        }
+    /// first (page-image routes match no passage). A collection that fails to answer leaves
+    /// the hit without text (logged).
+    fn passage_of(&self, h: &FusedHit) -> Option<folio_core::Passage> {
+        let found = match h.passage {
+            Some(id) => self.collection.passage(id),
+            None => self.collection.first_passage(&h.page),
+        };
+        found
+            .inspect_err(|e| warn!(page = %h.page, error = %e, "cannot read a hit's passage"))
+            .ok()
+            .flatten()
     }
 
     fn hit(
@@ -893,11 +915,19 @@ impl Pipeline {
     ) -> SearchHit {
         let passage = self.passage_of(h);
         let path = self
-            .store
+            .collection
             .document(&h.page.doc_id)
-            .map(|d| d.path.clone())
+            .inspect_err(
+                |e| warn!(doc = %h.page.doc_id, error = %e, "cannot read a hit's document"),
+            )
+            .ok()
+            .flatten()
+            .map(|d| d.path)
             .unwrap_or_default();
-        let snippet = passage.map(|p| snippet(&p.text, query)).unwrap_or_default();
+        let snippet = passage
+            .as_ref()
+            .map(|p| snippet(&p.text, query))
+            .unwrap_or_default();
         SearchHit {
             fused_rank,
             rerank_score,
@@ -907,7 +937,8 @@ impl Pipeline {
             page: h.page.page,
             highlights: highlights(&snippet, query),
             snippet,
-            text_layer: match self.store.first_passage(&h.page) {
+            // A page without text has no passage to stand for it.
+            text_layer: match passage {
                 Some(_) => TextLayer::Text,
                 None => TextLayer::None,
             },
@@ -918,7 +949,7 @@ impl Pipeline {
                 id: p.id,
                 char_start: p.char_start,
                 char_end: p.char_end,
-                boxes: p.boxes.clone(),
+                boxes: p.boxes,
             }),
         }
     }

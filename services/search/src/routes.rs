@@ -1,12 +1,12 @@
-//! Retrieval routes over a [`Store`]. Every route ranks pages: text routes retrieve passages
-//! and keep, for each page, its best passage; the page and late-interaction routes rank page
-//! images directly.
+//! Retrieval routes over a [`Collection`]. Every route ranks pages: text routes retrieve
+//! passages and keep, for each page, its best passage; the page and late-interaction routes
+//! rank page images directly.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use folio_core::{Hit, PassageId, PreparedQuery, RetrieveError, Route};
-use folio_store::{Store, StoreError};
+use folio_core::{Found, Hit, PreparedQuery, RetrieveError, Route};
+use folio_store::{Collection, StoreError};
 use tracing::instrument;
 
 /// Passages fetched per wanted page: pages with several matching passages would otherwise leave
@@ -22,39 +22,35 @@ fn index_error(route: &str, e: StoreError) -> RetrieveError {
 
 /// Collapses passage hits (best first) to page hits (best first), keeping each page's best
 /// passage, until `k` pages.
-fn collapse_to_pages(store: &Store, passages: Vec<(PassageId, f32)>, k: usize) -> Vec<Hit> {
+fn collapse_to_pages(found: Found, k: usize) -> Found {
     let mut seen = HashSet::new();
-    let mut hits = Vec::with_capacity(k);
-    for (id, score) in passages {
-        let Some(p) = store.passage(id) else {
-            continue;
-        };
-        if seen.insert(p.page.clone()) {
-            hits.push(Hit {
-                page: p.page.clone(),
-                score,
-                passage: Some(id),
-            });
+    let mut hits: Vec<Hit> = Vec::with_capacity(k);
+    for hit in found.hits {
+        if seen.insert(hit.page.clone()) {
+            hits.push(hit);
             if hits.len() == k {
                 break;
             }
         }
     }
-    hits
+    Found {
+        hits,
+        missing: found.missing,
+    }
 }
 
 /// BM25 over passage text.
 pub struct Bm25Route {
-    store: Arc<Store>,
+    collection: Arc<dyn Collection>,
 }
 
 impl Bm25Route {
     /// Route name.
     pub const NAME: &'static str = "bm25";
 
-    /// A BM25 route over `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        Bm25Route { store }
+    /// A BM25 route over `collection`.
+    pub fn new(collection: Arc<dyn Collection>) -> Self {
+        Bm25Route { collection }
     }
 }
 
@@ -64,31 +60,31 @@ impl Route for Bm25Route {
     }
 
     #[instrument(skip_all, fields(route = Self::NAME, k))]
-    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError> {
+    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Found, RetrieveError> {
         let passages = self
-            .store
-            .bm25_search(
+            .collection
+            .lexical(
                 &query.text,
                 k.saturating_mul(OVERFETCH),
                 query.allowed.as_deref(),
             )
             .map_err(|e| index_error(Self::NAME, e))?;
-        Ok(collapse_to_pages(&self.store, passages, k))
+        Ok(collapse_to_pages(passages, k))
     }
 }
 
 /// Dense retrieval of passages by cosine similarity of their embeddings to the query's.
 pub struct DenseRoute {
-    store: Arc<Store>,
+    collection: Arc<dyn Collection>,
 }
 
 impl DenseRoute {
     /// Route name.
     pub const NAME: &'static str = "dense";
 
-    /// A dense passage route over `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        DenseRoute { store }
+    /// A dense passage route over `collection`.
+    pub fn new(collection: Arc<dyn Collection>) -> Self {
+        DenseRoute { collection }
     }
 }
 
@@ -98,7 +94,7 @@ impl Route for DenseRoute {
     }
 
     #[instrument(skip_all, fields(route = Self::NAME, k))]
-    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError> {
+    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Found, RetrieveError> {
         let vector = query
             .text_embedding
             .as_ref()
@@ -108,41 +104,30 @@ impl Route for DenseRoute {
                 message: "the query has no single-vector text embedding".into(),
             })?;
         let passages = self
-            .store
-            .ann_search(
+            .collection
+            .dense(
                 vector,
                 k.saturating_mul(OVERFETCH),
                 query.allowed.as_deref(),
             )
             .map_err(|e| index_error(Self::NAME, e))?;
-        Ok(collapse_to_pages(&self.store, passages, k))
+        Ok(collapse_to_pages(passages, k))
     }
-}
-
-fn page_hits(pages: Vec<(folio_core::PageKey, f32)>) -> Vec<Hit> {
-    pages
-        .into_iter()
-        .map(|(page, score)| Hit {
-            page,
-            score,
-            passage: None,
-        })
-        .collect()
 }
 
 /// Pages whose image embedding (one vector a page) is closest to the query's, by cosine
 /// similarity.
 pub struct PageRoute {
-    store: Arc<Store>,
+    collection: Arc<dyn Collection>,
 }
 
 impl PageRoute {
     /// Route name.
     pub const NAME: &'static str = "page";
 
-    /// A page-image route over `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        PageRoute { store }
+    /// A page-image route over `collection`.
+    pub fn new(collection: Arc<dyn Collection>) -> Self {
+        PageRoute { collection }
     }
 }
 
@@ -152,7 +137,7 @@ impl Route for PageRoute {
     }
 
     #[instrument(skip_all, fields(route = Self::NAME, k))]
-    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError> {
+    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Found, RetrieveError> {
         let vector = query
             .page_embedding
             .as_ref()
@@ -161,11 +146,9 @@ impl Route for PageRoute {
                 route: Self::NAME.to_string(),
                 message: "the query has no single-vector page embedding".into(),
             })?;
-        let pages = self
-            .store
-            .page_search(vector, k, query.allowed.as_deref())
-            .map_err(|e| index_error(Self::NAME, e))?;
-        Ok(page_hits(pages))
+        self.collection
+            .pages(vector, k, query.allowed.as_deref())
+            .map_err(|e| index_error(Self::NAME, e))
     }
 
     fn accepts(&self, query: &PreparedQuery) -> bool {
@@ -176,16 +159,16 @@ impl Route for PageRoute {
 /// Late interaction: pages ranked by MaxSim between the query's token vectors and each page
 /// image's token vectors.
 pub struct LateRoute {
-    store: Arc<Store>,
+    collection: Arc<dyn Collection>,
 }
 
 impl LateRoute {
     /// Route name.
     pub const NAME: &'static str = "late";
 
-    /// A late-interaction route over `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        LateRoute { store }
+    /// A late-interaction route over `collection`.
+    pub fn new(collection: Arc<dyn Collection>) -> Self {
+        LateRoute { collection }
     }
 }
 
@@ -195,7 +178,7 @@ impl Route for LateRoute {
     }
 
     #[instrument(skip_all, fields(route = Self::NAME, k))]
-    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Vec<Hit>, RetrieveError> {
+    fn retrieve(&self, query: &PreparedQuery, k: usize) -> Result<Found, RetrieveError> {
         let tokens = query
             .late_embedding
             .as_ref()
@@ -204,11 +187,9 @@ impl Route for LateRoute {
                 route: Self::NAME.to_string(),
                 message: "the query has no token vectors".into(),
             })?;
-        let pages = self
-            .store
-            .late_search(tokens, k, query.allowed.as_deref())
-            .map_err(|e| index_error(Self::NAME, e))?;
-        Ok(page_hits(pages))
+        self.collection
+            .late(tokens, k, query.allowed.as_deref())
+            .map_err(|e| index_error(Self::NAME, e))
     }
 
     fn accepts(&self, query: &PreparedQuery) -> bool {

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use folio_core::{DocId, Document, PageKey};
 use folio_search::{TextLayer, title_of};
-use folio_store::{PageImageKind, Store, StoreError, StoreWriter};
+use folio_store::{Collection, PageImageKind, StoreError, StoreWriter};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
@@ -151,10 +151,9 @@ pub(crate) async fn list(
     let Query(q) = query?;
     check_limit(q.limit)?;
     let pipeline = state.index.pipeline();
-    let mut docs: Vec<&Document> = pipeline
-        .store()
-        .documents()
-        .values()
+    let mut docs: Vec<Document> = blocking("list", move || pipeline.collection().documents())
+        .await??
+        .into_iter()
         .filter(|d| {
             q.collection
                 .as_ref()
@@ -168,7 +167,7 @@ pub(crate) async fn list(
             .into_iter()
             .skip(q.offset)
             .take(q.limit)
-            .map(ApiDocument::from)
+            .map(|d| ApiDocument::from(&d))
             .collect(),
         offset: q.offset,
         limit: q.limit,
@@ -190,31 +189,35 @@ pub(crate) async fn show(
     Path(doc_id): Path<String>,
 ) -> Result<Json<DocumentDetail>, ApiError> {
     let pipeline = state.index.pipeline();
-    let store = pipeline.store();
-    let doc = store
-        .document(&DocId(doc_id.clone()))
-        .ok_or_else(|| no_document(&doc_id))?;
-    let page_info = (1..=doc.pages)
-        .map(|page| {
-            let key = PageKey {
-                doc_id: doc.doc_id.clone(),
-                page,
-            };
-            PageInfo {
-                page,
-                text_layer: if store.first_passage(&key).is_some() {
-                    TextLayer::Text
-                } else {
-                    TextLayer::None
-                },
-                image: store.page_image(&key, PageImageKind::Page).is_some(),
-            }
-        })
-        .collect();
-    Ok(Json(DocumentDetail {
-        document: ApiDocument::from(doc),
-        page_info,
-    }))
+    let id = DocId(doc_id.clone());
+    let detail = blocking("show", move || {
+        let store = pipeline.collection();
+        let Some(doc) = store.document(&id)? else {
+            return Ok(None);
+        };
+        let page_info = (1..=doc.pages)
+            .map(|page| {
+                let key = PageKey {
+                    doc_id: doc.doc_id.clone(),
+                    page,
+                };
+                Ok(PageInfo {
+                    page,
+                    text_layer: match store.first_passage(&key)? {
+                        Some(_) => TextLayer::Text,
+                        None => TextLayer::None,
+                    },
+                    image: store.page_image(&key, PageImageKind::Page).is_some(),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok::<_, StoreError>(Some(DocumentDetail {
+            document: ApiDocument::from(&doc),
+            page_info,
+        }))
+    })
+    .await??;
+    detail.map(Json).ok_or_else(|| no_document(&doc_id))
 }
 
 /// Remove a document from every route.
@@ -236,8 +239,18 @@ pub(crate) async fn delete(
     if state.config.read_only {
         return Err(crate::error::read_only());
     }
+    let Some(dir) = state.index.dir().map(std::path::Path::to_path_buf) else {
+        return Err(ApiError::Forbidden(
+            "this server reads a database; delete with `folio delete --store`".into(),
+        ));
+    };
     let id = DocId(doc_id.clone());
-    if state.index.pipeline().store().document(&id).is_none() {
+    let pipeline = state.index.pipeline();
+    let known = {
+        let id = id.clone();
+        blocking("delete", move || pipeline.collection().document(&id)).await??
+    };
+    if known.is_none() {
         return Err(no_document(&doc_id));
     }
     // A running ingestion task holds the writer; wait a little for it, not for long.
@@ -247,7 +260,6 @@ pub(crate) async fn delete(
             "an ingestion task is writing the index; retry when it is done".into(),
         ));
     };
-    let dir = state.index.dir().to_path_buf();
     let uploads = state.config.data_dir.join("uploads");
     let outcome = blocking("delete", move || {
         let _guard = guard;
@@ -321,7 +333,13 @@ pub(crate) async fn page_image(
         .parse()
         .map_err(|_| ApiError::NotFound(format!("page {page:?} is not a page number")))?;
     let pipeline = state.index.pipeline();
-    let path = image_path(pipeline.store(), &doc_id, page, kind)?;
+    let path = {
+        let doc_id = doc_id.clone();
+        blocking("page image", move || {
+            image_path(pipeline.collection(), &doc_id, page, kind)
+        })
+        .await??
+    };
     let meta = std::fs::metadata(&path)
         .map_err(|e| ApiError::Internal(format!("reading a page image: {e}")))?;
     let modified = meta
@@ -360,13 +378,13 @@ pub(crate) async fn page_image(
 
 /// The stored file of a page image; ids are looked up in the index, never used as paths.
 fn image_path(
-    store: &Store,
+    store: &dyn Collection,
     doc_id: &str,
     page: u32,
     kind: PageImageKind,
 ) -> Result<std::path::PathBuf, ApiError> {
     let doc = store
-        .document(&DocId(doc_id.to_string()))
+        .document(&DocId(doc_id.to_string()))?
         .ok_or_else(|| no_document(doc_id))?;
     if page == 0 || page > doc.pages {
         return Err(ApiError::NotFound(format!(

@@ -6,6 +6,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use folio_search::SearchError;
+use folio_store::StoreError;
 use serde::Serialize;
 use thiserror::Error;
 use tracing::error;
@@ -151,6 +152,17 @@ impl From<SearchError> for ApiError {
             e @ (SearchError::Setup(_) | SearchError::Embed(_) | SearchError::Retrieve(_)) => {
                 ApiError::Internal(e.to_string())
             }
+            SearchError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// A database that fails is unavailable for now (503); anything else is ours (500).
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Backend(m) => ApiError::Unavailable(m),
+            e => ApiError::Internal(e.to_string()),
         }
     }
 }

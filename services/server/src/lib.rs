@@ -38,6 +38,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::blocking;
 use tracing::{info, warn};
 use utoipa::OpenApi;
 
@@ -69,8 +71,10 @@ impl Server {
         config: ServerConfig,
         ingest: Option<IngestModels>,
     ) -> std::io::Result<Self> {
+        let embedded = pipeline.collection().index_dir().is_some();
         let (ingest, worker) = match ingest {
-            Some(models) if !config.read_only => {
+            // Ingestion writes an embedded index; a database is written by `folio index`.
+            Some(models) if !config.read_only && embedded => {
                 let (i, w) = Ingest::open(&config.data_dir, models)?;
                 (Some(i), Some(w))
             }
@@ -227,12 +231,18 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 pub struct Health {
     /// Always `ok` while the process serves.
     status: &'static str,
-    /// Served index generation.
-    generation: u64,
-    /// Documents in it.
-    documents: usize,
-    /// Passages in it.
-    passages: usize,
+    /// Served index generation (embedded store only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<u64>,
+    /// Documents in it (absent while the collection cannot be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    documents: Option<usize>,
+    /// Passages in it (absent while the collection cannot be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    passages: Option<usize>,
+    /// Where the collection lives: the index directory, or the database URL without its
+    /// password.
+    store: String,
     /// Routes a search may select.
     routes: Vec<String>,
     /// Re-rankers a search may select.
@@ -246,20 +256,25 @@ pub struct Health {
 
 /// Liveness, with the served index's size and what searches may select.
 #[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "Serving", body = Health)))]
-async fn healthz(State(state): State<AppState>) -> Json<Health> {
+async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let pipeline = state.index.pipeline();
-    let store = pipeline.store();
+    // Liveness does not depend on the database: counts are left out while it is down.
+    let stats = {
+        let p = pipeline.clone();
+        blocking("health", move || p.collection().stats().ok()).await?
+    };
     let names = |v: Vec<&str>| v.into_iter().map(String::from).collect();
-    Json(Health {
+    Ok(Json(Health {
         status: "ok",
-        generation: store.manifest().generation,
-        documents: store.documents().len(),
-        passages: store.passage_count(),
+        generation: stats.and_then(|s| s.generation),
+        documents: stats.map(|s| s.documents),
+        passages: stats.map(|s| s.passages),
+        store: pipeline.collection().location(),
         routes: names(pipeline.route_names()),
         rerankers: names(pipeline.reranker_names()),
         ingest: state.ingest.is_some(),
         read_only: state.config.read_only,
-    })
+    }))
 }
 
 /// What `/readyz` answers when ready.
@@ -267,25 +282,31 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
 pub struct Ready {
     /// `ready`.
     status: &'static str,
-    /// Served index generation.
-    generation: u64,
+    /// Served index generation (embedded store only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<u64>,
     /// Why the newest generation could not be opened (the previous one still serves).
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<String>,
 }
 
-/// Readiness: the index is open and the models are loaded; 503 while shutting down.
+/// Readiness: the index is open (a database answers) and the models are loaded; 503 while
+/// shutting down or while the database cannot be read.
 #[utoipa::path(get, path = "/readyz", tag = "service", responses(
     (status = 200, description = "Ready", body = Ready),
-    (status = 503, description = "Shutting down", body = ErrorBody),
+    (status = 503, description = "Shutting down, or the database cannot be read", body = ErrorBody),
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     if state.is_draining() {
         return Err(ApiError::Unavailable("shutting down".into()));
     }
+    let pipeline = state.index.pipeline();
+    let stats = blocking("readiness", move || pipeline.collection().stats())
+        .await?
+        .map_err(|e| ApiError::Unavailable(format!("the collection cannot be read: {e}")))?;
     Ok(Json(Ready {
         status: "ready",
-        generation: state.index.pipeline().store().manifest().generation,
+        generation: stats.generation,
         warning: state.index.reload_error(),
     }))
 }
@@ -294,16 +315,17 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
 #[utoipa::path(get, path = "/metrics", tag = "service", responses(
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String),
 ))]
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state);
-    (
+async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // The collection's counts may come from a database.
+    let body = blocking("metrics", move || state.metrics.render(&state)).await?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         body,
     )
-        .into_response()
+        .into_response())
 }
 
 /// The OpenAPI document of this API.

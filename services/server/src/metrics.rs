@@ -121,8 +121,9 @@ impl Metrics {
             }
         }
         let pipeline = state.index.pipeline();
-        let store = pipeline.store();
-        let manifest = store.manifest();
+        let store = pipeline.collection();
+        // A database that cannot be read leaves its gauges out.
+        let stats = store.stats().ok();
         let gauge = |out: &mut String, name: &str, help: &str, value: f64| {
             let _ = writeln!(
                 out,
@@ -135,36 +136,43 @@ impl Metrics {
             "Ingestion tasks waiting to run.",
             state.ingest.as_ref().map_or(0, |i| i.queued()) as f64,
         );
-        gauge(
-            &mut out,
-            "folio_index_generation",
-            "Generation of the index being served.",
-            manifest.generation as f64,
-        );
-        gauge(
-            &mut out,
-            "folio_index_documents",
-            "Documents in the served index.",
-            manifest.documents as f64,
-        );
-        gauge(
-            &mut out,
-            "folio_index_pages",
-            "Pages in the served index.",
-            manifest.pages as f64,
-        );
-        gauge(
-            &mut out,
-            "folio_index_passages",
-            "Passages in the served index.",
-            manifest.passages as f64,
-        );
-        gauge(
-            &mut out,
-            "folio_index_bytes",
-            "Size on disk of the served generation.",
-            dir_bytes(&manifest.generation_dir(store.dir())) as f64,
-        );
+        if let Some(generation) = stats.and_then(|s| s.generation) {
+            gauge(
+                &mut out,
+                "folio_index_generation",
+                "Generation of the index being served.",
+                generation as f64,
+            );
+        }
+        if let Some(s) = stats {
+            gauge(
+                &mut out,
+                "folio_index_documents",
+                "Documents in the served index.",
+                s.documents as f64,
+            );
+            gauge(
+                &mut out,
+                "folio_index_pages",
+                "Pages in the served index.",
+                s.pages as f64,
+            );
+            gauge(
+                &mut out,
+                "folio_index_passages",
+                "Passages in the served index.",
+                s.passages as f64,
+            );
+        }
+        if let (Some(dir), Some(generation)) = (store.index_dir(), stats.and_then(|s| s.generation))
+        {
+            gauge(
+                &mut out,
+                "folio_index_bytes",
+                "Size on disk of the served generation.",
+                dir_bytes(&folio_store::generation_dir(dir, generation)) as f64,
+            );
+        }
         gauge(
             &mut out,
             "folio_requests_in_flight",

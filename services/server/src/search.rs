@@ -93,7 +93,7 @@ pub(crate) async fn search(
             };
             let url = |kind: PageImageKind, name: &str| {
                 pipeline
-                    .store()
+                    .collection()
                     .page_image(&key, kind)
                     .map(|_| format!("/v1/documents/{}/pages/{}/{name}", hit.doc_id, hit.page))
             };

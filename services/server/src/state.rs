@@ -58,28 +58,30 @@ impl ServerConfig {
     }
 }
 
-/// The open index: the pipeline over its current generation, replaced when a newer one is
-/// published (by an ingestion task, a delete, or `folio index` in another process).
+/// The open collection: the pipeline over it. For an embedded index, the pipeline over its
+/// current generation, replaced when a newer one is published (by an ingestion task, a
+/// delete, or `folio index` in another process); a database is always current.
 pub struct IndexHandle {
-    dir: PathBuf,
+    /// The embedded index's directory; `None` for a database.
+    dir: Option<PathBuf>,
     current: RwLock<Arc<Pipeline>>,
     /// Why the last reload failed, while the previous generation keeps serving.
     reload_error: Mutex<Option<String>>,
 }
 
 impl IndexHandle {
-    /// Serves `pipeline`, whose store is the index at its directory.
+    /// Serves `pipeline`.
     pub fn new(pipeline: Pipeline) -> Self {
         IndexHandle {
-            dir: pipeline.store().dir().to_path_buf(),
+            dir: pipeline.collection().index_dir().map(Path::to_path_buf),
             current: RwLock::new(Arc::new(pipeline)),
             reload_error: Mutex::new(None),
         }
     }
 
-    /// The index directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The embedded index's directory; `None` when a database is served.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// The pipeline over the current generation.
@@ -101,8 +103,9 @@ impl IndexHandle {
     /// Opens the published generation if it is newer than the one served; returns the new
     /// generation. A failure keeps the old one serving and is recorded for `/readyz`.
     pub fn reload_if_newer(&self) -> Option<u64> {
-        let served = self.pipeline().store().manifest().generation;
-        let published = match Manifest::read(&self.dir) {
+        let dir = self.dir.as_deref()?;
+        let served = self.pipeline().collection().stats().ok()?.generation?;
+        let published = match Manifest::read(dir) {
             Ok(Some(m)) => m.generation,
             Ok(None) => return None,
             Err(e) => {
@@ -113,7 +116,7 @@ impl IndexHandle {
         if published <= served {
             return None;
         }
-        let reopened = Store::open(&self.dir)
+        let reopened = Store::open(dir)
             .map_err(|e| e.to_string())
             .and_then(|store| {
                 self.pipeline()
@@ -122,7 +125,12 @@ impl IndexHandle {
             });
         match reopened {
             Ok(p) => {
-                let generation = p.store().manifest().generation;
+                let generation = p
+                    .collection()
+                    .stats()
+                    .ok()
+                    .and_then(|s| s.generation)
+                    .unwrap_or(published);
                 match self.current.write() {
                     Ok(mut current) => *current = Arc::new(p),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(p),

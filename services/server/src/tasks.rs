@@ -328,6 +328,10 @@ impl Ingest {
     ) {
         let Worker { mut queue, models } = worker;
         let models = Arc::new(models);
+        let Some(dir) = index.dir().map(std::path::Path::to_path_buf) else {
+            warn!("ingestion needs an embedded index; the worker does not run");
+            return;
+        };
         while let Some(id) = queue.recv().await {
             let guard = writer.lock().await;
             let Some(inputs) = self.update(&id, |t| {
@@ -362,7 +366,7 @@ impl Ingest {
                 observer: Some(observer),
                 ..models.settings.clone()
             };
-            let dir = index.dir().to_path_buf();
+            let dir = dir.clone();
             let run_models = models.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 let m = &run_models;

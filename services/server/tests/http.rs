@@ -15,7 +15,12 @@ use common::{code, json_post, send, small_index};
 
 /// The router over `pipeline`, with default settings and no ingestion.
 fn app(pipeline: Pipeline) -> anyhow::Result<axum::Router> {
-    let config = folio_server::ServerConfig::new(pipeline.store().dir());
+    let config = folio_server::ServerConfig::new(
+        pipeline
+            .collection()
+            .index_dir()
+            .unwrap_or(std::path::Path::new(".")),
+    );
     Ok(folio_server::Server::new(pipeline, config, None)?.router())
 }
 

@@ -95,6 +95,31 @@ impl TokenMatrix {
         decode(&self.data, &mut out);
         out
     }
+
+    /// The page's token centroids (spherical k-means, at most 16, reproducible), row-major:
+    /// what the first stage of the two-stage search scores.
+    pub fn centroids(&self) -> Vec<f32> {
+        centroids(self.dim, &self.to_f32())
+    }
+
+    /// The rows as f16 bits, for storing elsewhere.
+    pub fn f16_bits(&self) -> Vec<u16> {
+        self.data.iter().map(|h| h.to_bits()).collect()
+    }
+
+    /// Rows from f16 bits (as [`TokenMatrix::f16_bits`] gives them).
+    pub fn from_f16_bits(dim: usize, bits: &[u16]) -> Result<Self, StoreError> {
+        if dim == 0 || !bits.len().is_multiple_of(dim) {
+            return Err(StoreError::Invalid(format!(
+                "{} values are not whole rows of width {dim}",
+                bits.len()
+            )));
+        }
+        Ok(TokenMatrix {
+            dim,
+            data: bits.iter().map(|&b| f16::from_bits(b)).collect(),
+        })
+    }
 }
 
 /// Exact MaxSim of row-major `query` (rows of the page's width; a trailing partial row is

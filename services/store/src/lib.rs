@@ -26,6 +26,7 @@
 
 mod ann;
 mod bm25;
+mod collection;
 mod exact;
 mod fsio;
 mod images;
@@ -42,10 +43,11 @@ use thiserror::Error;
 use tracing::info;
 
 pub use ann::{AnnIndex, AnnMetric, AnnOptions, AnnStorage};
+pub use collection::{Collection, CollectionStats, CollectionWriter};
 pub use exact::ExactIndex;
 pub use images::{PageImageKind, page_image_path};
 pub use late::{LateIndex, TokenMatrix, maxsim};
-pub use manifest::{FORMAT_VERSION, Manifest, RouteModel};
+pub use manifest::{FORMAT_VERSION, Manifest, RouteModel, generation_dir};
 pub use writer::{CommitOutcome, IndexModels, PageEmbeddings, StoreWriter};
 
 use bm25::Bm25Index;
@@ -109,6 +111,9 @@ pub enum StoreError {
     /// Input does not fit the index (wrong vector width, ...).
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A database backend failed (the message names the database and the operation).
+    #[error("{0}")]
+    Backend(String),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {

@@ -114,7 +114,7 @@ impl Manifest {
 }
 
 /// Directory of generation `generation`.
-pub(crate) fn generation_dir(dir: &Path, generation: u64) -> PathBuf {
+pub fn generation_dir(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("gen-{generation:06}"))
 }
 

@@ -341,6 +341,11 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The models this writer builds with.
     pub fn models(&self) -> &IndexModels {
         &self.models

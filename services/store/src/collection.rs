@@ -1,0 +1,257 @@
+//! The seam between search and storage. [`Collection`] is what the routes and the service
+//! read; [`CollectionWriter`] is what the indexer writes. The embedded store ([`Store`],
+//! [`StoreWriter`]) implements both here; folio-pg implements them over PostgreSQL, and
+//! folio-search's shard set over several collections.
+
+use std::path::{Path, PathBuf};
+
+use folio_core::{DocId, DocMeta, Document, Found, Hit, Page, PageKey, Passage, PassageId};
+
+use crate::{
+    CommitOutcome, DocSet, IndexModels, PageEmbeddings, PageImageKind, Store, StoreError,
+    StoreWriter,
+};
+
+/// What a collection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CollectionStats {
+    /// Documents.
+    pub documents: usize,
+    /// Pages.
+    pub pages: usize,
+    /// Passages.
+    pub passages: usize,
+    /// The generation being read, for a store that has generations (the embedded one).
+    pub generation: Option<u64>,
+}
+
+/// A searchable collection of documents: one generation of the embedded index, a
+/// PostgreSQL database (through its replicas), or a set of shards.
+///
+/// Search methods return passage hits (`lexical`, `dense`: `passage` set, several per page
+/// possible) or page hits (`pages`, `late`), best first, restricted to the documents in `keep`
+/// when it is given. A backend made of parts reports the parts that did not answer in
+/// [`Found::missing`] instead of failing.
+pub trait Collection: Send + Sync {
+    /// Where the collection lives, for messages: an index directory, or a database URL
+    /// without its password.
+    fn location(&self) -> String;
+    /// The directory of an embedded index, which publishes generations there; `None` for a
+    /// database.
+    fn index_dir(&self) -> Option<&Path> {
+        None
+    }
+    /// The models the collection's routes were built with.
+    fn models(&self) -> IndexModels;
+    /// Counts.
+    fn stats(&self) -> Result<CollectionStats, StoreError>;
+    /// Every document, by id.
+    fn documents(&self) -> Result<Vec<Document>, StoreError>;
+    /// One document.
+    fn document(&self, id: &DocId) -> Result<Option<Document>, StoreError>;
+    /// One passage, by the id a search returned.
+    fn passage(&self, id: PassageId) -> Result<Option<Passage>, StoreError>;
+    /// The first passage of a page, if it has text.
+    fn first_passage(&self, page: &PageKey) -> Result<Option<Passage>, StoreError>;
+    /// The stored image of a page as a file, where the backend keeps page images as files.
+    fn page_image(&self, _key: &PageKey, _kind: PageImageKind) -> Option<PathBuf> {
+        None
+    }
+    /// How many candidates the approximate searches explore from now on (HNSW ef_search).
+    fn set_ef_search(&self, ef: usize);
+    /// Lexical search over passage text.
+    fn lexical(&self, query: &str, k: usize, keep: Option<&DocSet>) -> Result<Found, StoreError>;
+    /// Passages nearest to an L2-normalised text-model vector, by cosine similarity.
+    fn dense(&self, vector: &[f32], k: usize, keep: Option<&DocSet>) -> Result<Found, StoreError>;
+    /// Pages nearest to an L2-normalised page-model vector, by cosine similarity.
+    fn pages(&self, vector: &[f32], k: usize, keep: Option<&DocSet>) -> Result<Found, StoreError>;
+    /// Pages by MaxSim against the query's token vectors (late interaction).
+    fn late(
+        &self,
+        tokens: &[Vec<f32>],
+        k: usize,
+        keep: Option<&DocSet>,
+    ) -> Result<Found, StoreError>;
+}
+
+/// Writes documents into a collection. The embedded store makes what was put durable at
+/// [`CollectionWriter::commit`]; a database makes each document durable when `put_document`
+/// returns, and its commit does nothing.
+pub trait CollectionWriter: Send {
+    /// Where the collection lives, for messages.
+    fn location(&self) -> String;
+    /// The models this writer builds with.
+    fn models(&self) -> &IndexModels;
+    /// The document with this content hash, if indexed.
+    fn find_by_hash(&mut self, content_hash: &str) -> Result<Option<Document>, StoreError>;
+    /// Replaces a document's metadata.
+    fn set_meta(&mut self, id: &DocId, meta: DocMeta) -> Result<(), StoreError>;
+    /// Adds a document with one vector per passage and its page-image embeddings, replacing
+    /// any document with the same id or path. Passage ids are assigned by the store. On
+    /// error nothing of the document is stored (an older version stays).
+    fn put_document(
+        &mut self,
+        doc: Document,
+        pages: Vec<Page>,
+        passages: Vec<Passage>,
+        vectors: Vec<Vec<f32>>,
+        page_embeddings: PageEmbeddings,
+    ) -> Result<(), StoreError>;
+    /// Stores one image of a page (PNG bytes); a backend without page images ignores it.
+    fn put_page_image(
+        &mut self,
+        key: &PageKey,
+        kind: PageImageKind,
+        png: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Removes a document; whether it was there.
+    fn remove(&mut self, id: &DocId) -> Result<bool, StoreError>;
+    /// Makes everything put so far durable and visible to new readers, and ends the writer.
+    fn commit(self: Box<Self>) -> Result<CommitOutcome, StoreError>;
+}
+
+/// Passage hits of the embedded store, with each passage's page.
+fn passage_hits(store: &Store, hits: Vec<(PassageId, f32)>) -> Found {
+    Found::complete(
+        hits.into_iter()
+            .filter_map(|(id, score)| {
+                store.passage(id).map(|p| Hit {
+                    page: p.page.clone(),
+                    score,
+                    passage: Some(id),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn page_hits(hits: Vec<(PageKey, f32)>) -> Found {
+    Found::complete(
+        hits.into_iter()
+            .map(|(page, score)| Hit {
+                page,
+                score,
+                passage: None,
+            })
+            .collect(),
+    )
+}
+
+impl Collection for Store {
+    fn location(&self) -> String {
+        self.dir().display().to_string()
+    }
+
+    fn index_dir(&self) -> Option<&Path> {
+        Some(self.dir())
+    }
+
+    fn models(&self) -> IndexModels {
+        IndexModels::of(self.manifest())
+    }
+
+    fn stats(&self) -> Result<CollectionStats, StoreError> {
+        Ok(CollectionStats {
+            documents: Store::documents(self).len(),
+            pages: self.manifest().pages,
+            passages: self.passage_count(),
+            generation: Some(self.manifest().generation),
+        })
+    }
+
+    fn documents(&self) -> Result<Vec<Document>, StoreError> {
+        Ok(Store::documents(self).values().cloned().collect())
+    }
+
+    fn document(&self, id: &DocId) -> Result<Option<Document>, StoreError> {
+        Ok(Store::document(self, id).cloned())
+    }
+
+    fn passage(&self, id: PassageId) -> Result<Option<Passage>, StoreError> {
+        Ok(Store::passage(self, id).cloned())
+    }
+
+    fn first_passage(&self, page: &PageKey) -> Result<Option<Passage>, StoreError> {
+        Ok(Store::first_passage(self, page).cloned())
+    }
+
+    fn page_image(&self, key: &PageKey, kind: PageImageKind) -> Option<PathBuf> {
+        Store::page_image(self, key, kind)
+    }
+
+    fn set_ef_search(&self, ef: usize) {
+        Store::set_ef_search(self, ef);
+    }
+
+    fn lexical(&self, query: &str, k: usize, keep: Option<&DocSet>) -> Result<Found, StoreError> {
+        Ok(passage_hits(self, self.bm25_search(query, k, keep)?))
+    }
+
+    fn dense(&self, vector: &[f32], k: usize, keep: Option<&DocSet>) -> Result<Found, StoreError> {
+        Ok(passage_hits(self, self.ann_search(vector, k, keep)?))
+    }
+
+    fn pages(&self, vector: &[f32], k: usize, keep: Option<&DocSet>) -> Result<Found, StoreError> {
+        Ok(page_hits(self.page_search(vector, k, keep)?))
+    }
+
+    fn late(
+        &self,
+        tokens: &[Vec<f32>],
+        k: usize,
+        keep: Option<&DocSet>,
+    ) -> Result<Found, StoreError> {
+        Ok(page_hits(self.late_search(tokens, k, keep)?))
+    }
+}
+
+impl CollectionWriter for StoreWriter {
+    fn location(&self) -> String {
+        self.dir().display().to_string()
+    }
+
+    fn models(&self) -> &IndexModels {
+        StoreWriter::models(self)
+    }
+
+    fn find_by_hash(&mut self, content_hash: &str) -> Result<Option<Document>, StoreError> {
+        Ok(StoreWriter::find_by_hash(self, content_hash).cloned())
+    }
+
+    fn set_meta(&mut self, id: &DocId, meta: DocMeta) -> Result<(), StoreError> {
+        StoreWriter::set_meta(self, id, meta);
+        Ok(())
+    }
+
+    fn put_document(
+        &mut self,
+        doc: Document,
+        pages: Vec<Page>,
+        passages: Vec<Passage>,
+        vectors: Vec<Vec<f32>>,
+        page_embeddings: PageEmbeddings,
+    ) -> Result<(), StoreError> {
+        let id = doc.doc_id.clone();
+        // Checked before the document goes in, so that a refusal leaves the writer as it was.
+        self.check_page_embeddings(doc.pages, &page_embeddings)?;
+        StoreWriter::put_document(self, doc, pages, passages, vectors)?;
+        self.set_page_embeddings(&id, page_embeddings)
+    }
+
+    fn put_page_image(
+        &mut self,
+        key: &PageKey,
+        kind: PageImageKind,
+        png: &[u8],
+    ) -> Result<(), StoreError> {
+        StoreWriter::put_page_image(self, key, kind, png)
+    }
+
+    fn remove(&mut self, id: &DocId) -> Result<bool, StoreError> {
+        Ok(StoreWriter::remove(self, id))
+    }
+
+    fn commit(self: Box<Self>) -> Result<CommitOutcome, StoreError> {
+        StoreWriter::commit(*self)
+    }
+}
