@@ -310,13 +310,18 @@ pub fn index_files_into(
     models: &Embedders<'_>,
     settings: &IndexSettings,
 ) -> Result<IndexReport, IndexError> {
+    check_writer(writer.as_ref(), models)?;
+    index_pdfs(Run::new(writer, *models, settings), files)
+}
+
+fn check_writer(writer: &dyn CollectionWriter, models: &Embedders<'_>) -> Result<(), IndexError> {
     if *writer.models() != models.models() {
         return Err(IndexError::Store(StoreError::Invalid(format!(
             "the writer of {} was opened with other models than the run's",
             writer.location()
         ))));
     }
-    index_pdfs(Run::new(writer, *models, settings), files)
+    Ok(())
 }
 
 fn index_pdfs(run: Run<'_>, files: &[PathBuf]) -> Result<IndexReport, IndexError> {
@@ -356,7 +361,22 @@ pub fn index_texts(
     settings: &IndexSettings,
 ) -> Result<IndexReport, IndexError> {
     let models = Embedders::text(embedder, embedder_source.as_deref());
-    let run = Run::open(index_dir, models, settings)?;
+    texts(Run::open(index_dir, models, settings)?, docs)
+}
+
+/// [`index_texts`] into the collection `writer` writes (a database), then commits it. The
+/// writer must have been opened with `models.models()`.
+pub fn index_texts_into(
+    writer: Box<dyn CollectionWriter>,
+    docs: &[TextDocument],
+    models: &Embedders<'_>,
+    settings: &IndexSettings,
+) -> Result<IndexReport, IndexError> {
+    check_writer(writer.as_ref(), models)?;
+    texts(Run::new(writer, *models, settings), docs)
+}
+
+fn texts(run: Run<'_>, docs: &[TextDocument]) -> Result<IndexReport, IndexError> {
     run.each(
         docs.len(),
         "documents",

@@ -2,6 +2,7 @@
 
 mod bench;
 mod geo;
+mod store;
 
 /// mimalloc keeps freed memory for reuse: model inference allocates and frees tens of MB per
 /// layer, which glibc's allocator returns to the OS and faults back in every time (about 15%
@@ -25,7 +26,10 @@ use folio_models::qwen2_vl::image::PixelBounds;
 use folio_models::{BertEmbedder, ModelSource};
 use folio_rerank::RerankMode;
 use folio_search::{Pipeline, SearchRequest, SearchResponse};
-use folio_store::{AnnMetric, AnnOptions, AnnStorage, CommitOutcome, Manifest, Store, StoreWriter};
+use folio_store::{
+    AnnMetric, AnnOptions, AnnStorage, CommitOutcome, IndexModels, Manifest, Store, StoreWriter,
+};
+use store::{StoreArgs, Target};
 use tracing_subscriber::EnvFilter;
 
 /// Folio: retrieval and ranking for visually rich PDFs.
@@ -254,9 +258,9 @@ struct IndexArgs {
     /// PDF files or directories.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Index directory (created if missing).
-    #[arg(long)]
-    index: PathBuf,
+    /// The collection (created if missing).
+    #[command(flatten)]
+    store: StoreArgs,
     /// Write the per-file report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -385,9 +389,8 @@ struct DeleteArgs {
     /// Document ids (16 hex digits, as search prints them) or indexed file paths.
     #[arg(required = true)]
     documents: Vec<String>,
-    /// Index directory.
-    #[arg(long)]
-    index: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Args)]
@@ -402,9 +405,8 @@ struct SearchArgs {
     ef_search: Option<usize>,
     #[command(flatten)]
     filter: FilterArgs,
-    /// Index directory.
-    #[arg(long)]
-    index: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Number of pages to return.
     #[arg(long, default_value_t = 10)]
     k: usize,
@@ -451,10 +453,11 @@ impl FilterArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Index directory; created empty (with the text embedder and any page embedders given)
-    /// when missing, so documents can be uploaded.
-    #[arg(long)]
-    index: PathBuf,
+    /// The collection. An embedded index is created empty (with the text embedder and any
+    /// page embedders given) when missing, so documents can be uploaded; a database is
+    /// served read-only (write it with `folio index --store`).
+    #[command(flatten)]
+    store: StoreArgs,
     /// Address to listen on.
     #[arg(long, env = "FOLIO_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -635,12 +638,12 @@ fn default_model_dir() -> Option<PathBuf> {
 /// default model directory.
 fn load_embedder(
     reference: Option<String>,
-    manifest: Option<&Manifest>,
+    recorded: Option<&IndexModels>,
 ) -> Result<(Arc<BertEmbedder>, ModelSource)> {
     let reference = match reference {
         Some(r) => r,
-        None => manifest
-            .and_then(|m| m.embedder_source.clone())
+        None => recorded
+            .and_then(|m| m.text.source.clone())
             .filter(|s| Path::new(s).is_dir())
             .or_else(|| default_model_dir().map(|p| p.display().to_string()))
             .context(
@@ -657,13 +660,13 @@ fn load_embedder(
 /// A loaded page embedder and the directory it came from.
 type LoadedPageModel = (Arc<VlEmbedder>, String);
 
-/// Loads the page embedders: those given, else (when `manifest` is given) the ones the index
-/// was built with. At most one single-vector and one multi-vector model. With `strict`,
+/// Loads the page embedders: those given, else (when `recorded` is given) the ones the
+/// collection was built with. At most one single-vector and one multi-vector model. With `strict`,
 /// a recorded model that cannot be loaded is an error; otherwise its route is left out with a
 /// warning (searching still works on the other routes).
 fn load_page_embedders(
     args: &PageModelArgs,
-    manifest: Option<&Manifest>,
+    recorded: Option<&IndexModels>,
     strict: bool,
 ) -> Result<(Option<LoadedPageModel>, Option<LoadedPageModel>)> {
     let given = !args.page_embedders.is_empty();
@@ -678,7 +681,7 @@ fn load_page_embedders(
             })
             .collect()
     } else {
-        manifest
+        recorded
             .into_iter()
             .flat_map(|m| [&m.page, &m.late])
             .flatten()
@@ -745,7 +748,19 @@ fn load_page_embedders(
 }
 
 fn index(args: IndexArgs) -> Result<ExitCode> {
-    let existing = Manifest::read(&args.index)?;
+    let target = args.store.target()?;
+    let existing = args.store.recorded_models()?;
+    let ann = match &target {
+        Target::Embedded(dir) => args.ann.options(Manifest::read(dir)?.as_ref()),
+        Target::Postgres { .. } => {
+            if args.ann.options(None).is_some() {
+                bail!(
+                    "the --ann-*, --hnsw-m, --ef-* options shape the embedded store's index;                      PostgreSQL builds its HNSW indexes with m = 16, ef_construction = 128"
+                );
+            }
+            None
+        }
+    };
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
     let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), true)?;
     let (files, mut missing) = folio_indexer::collect_pdfs(&args.inputs);
@@ -763,7 +778,7 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
             dpi: args.render_dpi,
             ..Default::default()
         },
-        ann: args.ann.options(existing.as_ref()),
+        ann,
         page_images: !args.no_page_images,
         collection: args.collection.clone(),
         tags: args.tags.clone(),
@@ -781,7 +796,13 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         page: as_model(&page),
         late: as_model(&late),
     };
-    let mut report = folio_indexer::index_files_with(&args.index, &files, &models, &settings)?;
+    let mut report = match target {
+        Target::Embedded(dir) => folio_indexer::index_files_with(&dir, &files, &models, &settings)?,
+        Target::Postgres { url, .. } => {
+            let writer = StoreArgs::pg_writer(&url, models.models())?;
+            folio_indexer::index_files_into(Box::new(writer), &files, &models, &settings)?
+        }
+    };
     report.files.append(&mut missing);
     print_report(&report);
     if let Some(path) = &args.report {
@@ -800,8 +821,12 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
 /// Removes documents and publishes a new generation; exit 2 when some were not found (the
 /// others are removed), 1 when none was.
 fn delete(args: DeleteArgs) -> Result<ExitCode> {
+    let dir = match args.store.target()? {
+        Target::Embedded(dir) => dir,
+        Target::Postgres { url, .. } => return delete_in_database(&url, &args.documents),
+    };
     // Deleting needs no model: the writer takes the index's own.
-    let mut writer = StoreWriter::open_existing(&args.index)?;
+    let mut writer = StoreWriter::open_existing(&dir)?;
     let mut missing = 0;
     for target in &args.documents {
         let by_id = writer.document(&DocId(target.clone())).cloned();
@@ -834,6 +859,44 @@ fn delete(args: DeleteArgs) -> Result<ExitCode> {
     } else {
         println!("{removed} removed, {missing} not found; index unchanged");
     }
+    Ok(match (removed, missing) {
+        (_, 0) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::FAILURE,
+        _ => ExitCode::from(2),
+    })
+}
+
+/// [`delete`] in a PostgreSQL collection: each removal is durable at once.
+fn delete_in_database(url: &str, targets: &[String]) -> Result<ExitCode> {
+    let writer = folio_pg::PgWriter::open_existing(url)?;
+    let store = writer.store();
+    let documents = store.documents()?;
+    let mut missing = 0;
+    for target in targets {
+        let canonical = std::fs::canonicalize(target)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| target.clone());
+        let found = documents
+            .iter()
+            .find(|d| d.doc_id.0 == *target)
+            .or_else(|| {
+                documents
+                    .iter()
+                    .find(|d| d.path == canonical || d.path == *target)
+            });
+        match found {
+            Some(doc) if store.remove(&doc.doc_id)? => println!(
+                "removed    {} ({}, {} pages)",
+                doc.path, doc.doc_id, doc.pages
+            ),
+            _ => {
+                missing += 1;
+                println!("not found  {target}: no indexed document has this id or path");
+            }
+        }
+    }
+    let removed = targets.len() - missing;
+    println!("{removed} removed, {missing} not found");
     Ok(match (removed, missing) {
         (_, 0) => ExitCode::SUCCESS,
         (0, _) => ExitCode::FAILURE,
@@ -876,17 +939,18 @@ fn print_report(report: &IndexReport) {
     );
 }
 
-/// Opens an index with its text embedder and the page embedders of its page-image routes.
+/// Opens a collection with its text embedder and the page embedders of its page-image routes.
 fn open_pipeline(
-    index: &Path,
+    store: &StoreArgs,
     embedder: Option<String>,
     page_models: &PageModelArgs,
 ) -> Result<Pipeline> {
-    let store = Store::open(index)?;
-    let (embedder, _) = load_embedder(embedder, Some(store.manifest()))?;
-    let (page, late) = load_page_embedders(page_models, Some(store.manifest()), false)?;
+    let collection = store.open()?;
+    let models = collection.models();
+    let (embedder, _) = load_embedder(embedder, Some(&models))?;
+    let (page, late) = load_page_embedders(page_models, Some(&models), false)?;
     let embedder: Arc<dyn Embedder> = embedder;
-    let mut pipeline = Pipeline::new(Arc::new(store), Some(embedder))?;
+    let mut pipeline = Pipeline::new(collection, Some(embedder))?;
     for (model, _) in [page, late].into_iter().flatten() {
         pipeline.add_page_embedder(model)?;
     }
@@ -1024,7 +1088,7 @@ fn search(args: SearchArgs) -> Result<()> {
     }
     request.filter = args.filter.filter();
     request.validate()?;
-    let mut pipeline = open_pipeline(&args.index, args.embedder.embedder, &args.page_models)?;
+    let mut pipeline = open_pipeline(&args.store, args.embedder.embedder, &args.page_models)?;
     if let Some(ef) = args.ef_search {
         pipeline.collection().set_ef_search(ef);
     }
@@ -1071,7 +1135,8 @@ fn print_hits(response: &SearchResponse) {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    let existing = Manifest::read(&args.index)?;
+    let target = args.store.target()?;
+    let existing = args.store.recorded_models()?;
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
     let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), false)?;
     let text_source = source.dir.display().to_string();
@@ -1090,14 +1155,23 @@ fn serve(args: ServeArgs) -> Result<()> {
             ..IndexSettings::default()
         },
     };
-    if existing.is_none() && args.read_only {
-        bail!(
+    let index_dir = match &target {
+        Target::Embedded(dir) => Some(dir.clone()),
+        Target::Postgres { .. } => None,
+    };
+    match (&index_dir, &existing) {
+        (Some(dir), None) if args.read_only => bail!(
             "no Folio index at {}: a read-only node serves an index another process writes; \
              build it first (folio index) or start without --read-only",
-            args.index.display()
-        );
+            dir.display()
+        ),
+        (None, None) => bail!(
+            "{} holds no Folio collection yet: index into it first (folio index --store)",
+            folio_pg::redact(&args.store.store)
+        ),
+        _ => {}
     }
-    if existing.is_none() {
+    if let (Some(dir), None) = (&index_dir, &existing) {
         let models = Embedders {
             text: ingest.text.as_ref(),
             text_source: ingest.text_source.as_deref(),
@@ -1108,18 +1182,24 @@ fn serve(args: ServeArgs) -> Result<()> {
                 .as_ref()
                 .map(|(e, d)| (e.as_ref() as &dyn PageEmbedder, Some(d.as_str()))),
         };
-        StoreWriter::open_with(&args.index, models.models())?.commit()?;
-        eprintln!("created an empty index at {}", args.index.display());
+        StoreWriter::open_with(dir, models.models())?.commit()?;
+        eprintln!("created an empty index at {}", dir.display());
     }
     let mut text: Arc<dyn Embedder> = embedder;
     if args.query_cache > 0 {
         text = Arc::new(folio_search::CachedEmbedder::new(text, args.query_cache));
     }
-    let mut pipeline = Pipeline::new(Arc::new(Store::open(&args.index)?), Some(text))?;
+    let mut pipeline = Pipeline::new(args.store.open()?, Some(text))?;
     for (model, _) in [page, late].into_iter().flatten() {
         pipeline.add_page_embedder(model)?;
     }
     attach_rerankers(&mut pipeline, &args.ranker, false)?;
+    // Without an index directory (a database) nothing is kept on disk.
+    let defaults = folio_server::ServerConfig::new(
+        index_dir
+            .as_deref()
+            .unwrap_or_else(|| Path::new("folio-service")),
+    );
     let config = folio_server::ServerConfig {
         keys: folio_server::ApiKeys::new(&args.admin_keys, &args.search_keys)
             .map_err(anyhow::Error::msg)?,
@@ -1128,11 +1208,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_concurrent: args.max_concurrent.max(1),
         cors_origins: args.cors_origin,
         ingest_root: args.ingest_root,
-        data_dir: args
-            .data_dir
-            .unwrap_or_else(|| folio_server::ServerConfig::new(&args.index).data_dir),
-        read_only: args.read_only,
-        ..folio_server::ServerConfig::new(&args.index)
+        data_dir: args.data_dir.unwrap_or_else(|| defaults.data_dir.clone()),
+        // A database is written by `folio index --store`, never through this server.
+        read_only: args.read_only || index_dir.is_none(),
+        ..defaults
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1327,7 +1406,7 @@ fn eval_retrieval(args: RetrievalArgs) -> Result<()> {
         dataset.qrels.retain(|q, _| kept.contains(q.as_str()));
     }
     let index = args.index.clone().unwrap_or_else(|| args.out.join("index"));
-    let existing = Manifest::read(&index)?;
+    let existing = Manifest::read(&index)?.map(|m| IndexModels::of(&m));
     let (embedder, source) = load_embedder(args.embedder.embedder.clone(), existing.as_ref())?;
     let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), true)?;
     let page_models = [page, late]

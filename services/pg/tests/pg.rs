@@ -2,9 +2,8 @@
 //! streaming replica that `scripts/pg/cluster.sh` starts on loopback in a temporary
 //! directory. Skipped, with the reason printed, where the script cannot install or start them.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use folio_core::testing::HashEmbedder;
@@ -12,79 +11,7 @@ use folio_core::{DocId, DocMeta, Document, Embedder, Hit, Page, PageKey, Passage
 use folio_pg::{PgCluster, PgError, PgStore, PgWriter, ReadRouting};
 use folio_store::{IndexModels, PageEmbeddings};
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg/cluster.sh")
-}
-
-/// A primary and its replica, stopped (and their data removed) on drop.
-struct Cluster {
-    dir: tempfile::TempDir,
-    primary: String,
-    replica: String,
-}
-
-impl Cluster {
-    fn start() -> anyhow::Result<Option<Cluster>> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port_pair()?;
-        let out = Command::new(script())
-            .arg("start")
-            .arg(dir.path())
-            .arg(port.to_string())
-            .output()?;
-        if !out.status.success() {
-            eprintln!(
-                "skipped: scripts/pg/cluster.sh could not start PostgreSQL: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return Ok(None);
-        }
-        let stdout = String::from_utf8(out.stdout)?;
-        let url = |name: &str| -> anyhow::Result<String> {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .map(String::from)
-                .ok_or_else(|| anyhow::anyhow!("no {name} URL in {stdout}"))
-        };
-        Ok(Some(Cluster {
-            primary: url("primary")?,
-            replica: url("replica")?,
-            dir,
-        }))
-    }
-
-    fn run(&self, action: &str) -> anyhow::Result<()> {
-        let out = Command::new(script())
-            .arg(action)
-            .arg(self.dir.path())
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "cluster.sh {action}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.run("stop");
-    }
-}
-
-/// A loopback port whose successor is free too (the replica's).
-fn free_port_pair() -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let l = TcpListener::bind("127.0.0.1:0")?;
-        let port = l.local_addr()?.port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no two adjacent free ports")
-}
+use common::Cluster;
 
 const TEXTS: [(&str, &[&str]); 3] = [
     (

@@ -1,0 +1,348 @@
+//! The two store backends side by side: the same documents written through
+//! [`CollectionWriter`] into the embedded store and into PostgreSQL answer the same queries
+//! the same way, and an ingestion run whose primary is killed loses no acknowledged document.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use folio_core::testing::HashEmbedder;
+use folio_core::{
+    DocId, DocMeta, Document, Embedder, EmbedderInfo, EmbeddingKind, Hit, Page, PageKey, Passage,
+};
+use folio_indexer::{Embedders, FileObserver, FileStatus, IndexSettings, TextDocument};
+use folio_pg::{PgCluster, PgWriter, ReadRouting};
+use folio_search::{Pipeline, SearchRequest};
+use folio_store::{
+    Collection, CollectionWriter, IndexModels, PageEmbeddings, RouteModel, Store, StoreWriter,
+    TokenMatrix,
+};
+
+use common::Cluster;
+
+const WORDS: [&str; 24] = [
+    "turbine",
+    "ledger",
+    "harbour",
+    "invoice",
+    "glacier",
+    "sensor",
+    "orchard",
+    "voltage",
+    "mortgage",
+    "canyon",
+    "enzyme",
+    "freight",
+    "quarry",
+    "satellite",
+    "tariff",
+    "vineyard",
+    "copper",
+    "monsoon",
+    "pension",
+    "reactor",
+    "saffron",
+    "tunnel",
+    "walnut",
+    "yield",
+];
+const DOCS: usize = 30;
+const PAGE_DIM: usize = 16;
+const LATE_DIM: usize = 8;
+
+/// A reproducible stream of numbers in [0, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn unit(&mut self, dim: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dim).map(|_| self.next() - 0.5).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+
+    fn words(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| WORDS[(self.next() * WORDS.len() as f32) as usize % WORDS.len()])
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn route_model(id: &str, dim: usize, kind: EmbeddingKind) -> RouteModel {
+    RouteModel {
+        embedder: EmbedderInfo {
+            id: id.into(),
+            dim,
+            kind,
+            max_batch: 8,
+            max_tokens: 512,
+        },
+        source: None,
+    }
+}
+
+fn models(text: &HashEmbedder) -> IndexModels {
+    IndexModels {
+        page: Some(route_model("test/page", PAGE_DIM, EmbeddingKind::Single)),
+        late: Some(route_model("test/late", LATE_DIM, EmbeddingKind::Multi)),
+        ..IndexModels::text(text.info(), None)
+    }
+}
+
+/// Writes the same `DOCS` documents (two pages each, page vectors and token vectors) with
+/// `writer`. Document `i`'s first passage holds the word `unique{i}`.
+fn write_corpus(writer: &mut dyn CollectionWriter, text: &HashEmbedder) -> anyhow::Result<()> {
+    let mut rng = Rng(7);
+    for i in 0..DOCS {
+        let doc_id = DocId(format!("{i:016x}"));
+        let key = |page| PageKey {
+            doc_id: doc_id.clone(),
+            page,
+        };
+        let mut pages = Vec::new();
+        let mut passages = Vec::new();
+        let mut embeddings = PageEmbeddings::default();
+        for page in 1..=2u32 {
+            let mut texts = vec![rng.words(12), rng.words(12)];
+            if page == 1 {
+                texts[0] = format!("unique{i} {}", texts[0]);
+            }
+            for t in &texts {
+                passages.push(Passage {
+                    id: 0,
+                    page: key(page),
+                    char_start: 0,
+                    char_end: t.len() as u32,
+                    text: t.clone(),
+                    boxes: Vec::new(),
+                });
+            }
+            pages.push(Page {
+                key: key(page),
+                text: texts.join("\n"),
+            });
+            embeddings.vectors.push((page, rng.unit(PAGE_DIM)));
+            let tokens: Vec<f32> = (0..6).flat_map(|_| rng.unit(LATE_DIM)).collect();
+            embeddings
+                .tokens
+                .push((page, TokenMatrix::from_f32(LATE_DIM, &tokens)?));
+        }
+        let vectors = passages.iter().map(|p| text.embed(&p.text)).collect();
+        let doc = Document {
+            doc_id: doc_id.clone(),
+            path: format!("/corpus/{i}.pdf"),
+            content_hash: format!("hash{i}"),
+            pages: 2,
+            bytes: 100,
+            meta: DocMeta {
+                collection: Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
+                ..Default::default()
+            },
+        };
+        writer.put_document(doc, pages, passages, vectors, embeddings)?;
+    }
+    Ok(())
+}
+
+/// Both rankings agree: scores match within `tol` rank by rank, and pages match except where
+/// the scores tie within `tol` (the order of a tie is the backend's own).
+fn assert_same_ranking(what: &str, a: &[Hit], b: &[Hit], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: {a:?}\n{b:?}");
+    for i in 0..a.len() {
+        assert!(
+            (a[i].score - b[i].score).abs() <= tol,
+            "{what} rank {}: {} against {}",
+            i + 1,
+            a[i].score,
+            b[i].score
+        );
+        let tied = |j: usize| {
+            a.get(j)
+                .is_some_and(|h| (h.score - a[i].score).abs() <= tol)
+        };
+        let tie = (i > 0 && tied(i - 1)) || tied(i + 1);
+        assert!(
+            a[i].page == b[i].page || tie,
+            "{what} rank {}: {} against {}",
+            i + 1,
+            a[i].page,
+            b[i].page
+        );
+    }
+}
+
+#[test]
+fn both_backends_answer_the_same_queries_alike() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let text = HashEmbedder::new(32);
+    let dir = tempfile::tempdir()?;
+    let mut embedded = StoreWriter::open_with(dir.path(), models(&text))?;
+    write_corpus(&mut embedded, &text)?;
+    embedded.commit()?;
+    let mut pg_writer = PgWriter::open(&cluster.primary, models(&text))?;
+    write_corpus(&mut pg_writer, &text)?;
+    let embedded: Arc<dyn Collection> = Arc::new(Store::open(dir.path())?);
+    let pg: Arc<dyn Collection> = Arc::new(PgCluster::connect(
+        &cluster.primary,
+        &[],
+        ReadRouting::default(),
+    )?);
+    assert_eq!(embedded.models(), pg.models());
+    let (se, sp) = (embedded.stats()?, pg.stats()?);
+    assert_eq!(
+        (se.documents, se.pages, se.passages),
+        (sp.documents, sp.pages, sp.passages)
+    );
+
+    let mut rng = Rng(99);
+    let odd: HashSet<DocId> = (0..DOCS)
+        .filter(|i| i % 2 == 1)
+        .map(|i| DocId(format!("{i:016x}")))
+        .collect();
+    for q in 0..8 {
+        // Page vectors (HNSW over 60 vectors: exact at this size in both) and late
+        // interaction (exhaustive MaxSim on the same f16 tokens in both).
+        let v = rng.unit(PAGE_DIM);
+        let tokens: Vec<Vec<f32>> = (0..3).map(|_| rng.unit(LATE_DIM)).collect();
+        for keep in [None, Some(&odd)] {
+            let what = |route| format!("query {q} {route} (filtered: {})", keep.is_some());
+            let (a, b) = (embedded.pages(&v, 10, keep)?, pg.pages(&v, 10, keep)?);
+            assert!(a.missing.is_empty() && b.missing.is_empty());
+            assert_same_ranking(&what("page"), &a.hits, &b.hits, 2e-3);
+            let (a, b) = (
+                embedded.late(&tokens, 10, keep)?,
+                pg.late(&tokens, 10, keep)?,
+            );
+            assert_same_ranking(&what("late"), &a.hits, &b.hits, 1e-5);
+            if let Some(keep) = keep {
+                assert!(b.hits.iter().all(|h| keep.contains(&h.page.doc_id)));
+            }
+        }
+    }
+
+    // Dense passages through the whole pipeline: the same pages, the same snippets.
+    let embedder: Arc<dyn Embedder> = Arc::new(text.clone());
+    let pipelines = [
+        Pipeline::new(embedded.clone(), Some(embedder.clone()))?,
+        Pipeline::new(pg.clone(), Some(embedder))?,
+    ];
+    for q in 0..8 {
+        let mut request = SearchRequest::new(rng.words(3), 10);
+        request.routes = Some(vec!["dense".into()]);
+        let [a, b] = [&pipelines[0], &pipelines[1]].map(|p| p.retrieve(&request));
+        let (a, b) = (a?, b?);
+        assert_same_ranking(
+            &format!("dense query {q}"),
+            &a.lists[0].hits,
+            &b.lists[0].hits,
+            2e-3,
+        );
+        let [a, b] = [&pipelines[0], &pipelines[1]].map(|p| p.search(&request));
+        let (a, b) = (a?, b?);
+        assert!(!a.degraded && !b.degraded);
+        assert_eq!(a.hits[0].snippet, b.hits[0].snippet);
+        assert_eq!(a.hits[0].path, b.hits[0].path);
+    }
+
+    // Lexical: BM25 in the embedded store, PostgreSQL full-text ranking in the database
+    // (ARCHITECTURE.md says how they differ). A word found in one passage only is that
+    // passage's page first in both, and both match only pages holding a query word.
+    for i in [0, 7, 19, 29] {
+        let mut request = SearchRequest::new(format!("unique{i}"), 5);
+        request.routes = Some(vec!["bm25".into()]);
+        for p in &pipelines {
+            let hits = p.search(&request)?.hits;
+            assert_eq!(hits.len(), 1, "{:?}", p.collection().location());
+            assert_eq!(hits[0].doc_id, format!("{i:016x}"));
+            assert_eq!(hits[0].page, 1);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn killing_the_primary_mid_ingest_loses_no_acknowledged_document() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let text = HashEmbedder::new(32);
+    let docs: Vec<TextDocument> = (0..400)
+        .map(|i| TextDocument {
+            id: format!("doc{i}"),
+            text: format!("document{i} {}", Rng(i).words(200)),
+        })
+        .collect();
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = acknowledged.clone();
+    let settings = IndexSettings {
+        progress: false,
+        observer: Some(FileObserver(Arc::new(move |_, report| {
+            if report.status == FileStatus::Indexed
+                && let Ok(mut seen) = seen.lock()
+            {
+                seen.push(report.path.clone());
+            }
+        }))),
+        ..IndexSettings::default()
+    };
+    let url = cluster.primary.clone();
+    let run = std::thread::spawn(move || {
+        let models = Embedders::text(&text, None);
+        let writer = PgWriter::open(&url, models.models())?;
+        folio_indexer::index_texts_into(Box::new(writer), &docs, &models, &settings)
+            .map_err(anyhow::Error::from)
+    });
+    // Kill the primary (immediate shutdown: a crash) once some documents are acknowledged.
+    let started = std::time::Instant::now();
+    while acknowledged.lock().map_or(0, |a| a.len()) < 20 {
+        anyhow::ensure!(!run.is_finished(), "the run ended before the kill");
+        anyhow::ensure!(started.elapsed().as_secs() < 120, "too slow");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    cluster.run("kill")?;
+    let report = run
+        .join()
+        .map_err(|_| anyhow::anyhow!("the indexing thread panicked"))??;
+    let indexed = report.count(FileStatus::Indexed);
+    let failed = report.count(FileStatus::Failed);
+    assert!(failed > 0, "the kill came after the run: {indexed} indexed");
+    assert_eq!(indexed + failed, 400);
+    for f in report
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Failed)
+    {
+        let reason = f.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("PostgreSQL") || reason.contains("connect") || reason.contains("db"),
+            "{}: {reason}",
+            f.path
+        );
+    }
+
+    cluster.run("restart")?;
+    let pg = PgCluster::connect(&cluster.primary, &[], ReadRouting::default())?;
+    let stored: HashSet<String> = pg.documents()?.into_iter().map(|d| d.path).collect();
+    let acknowledged = acknowledged.lock().map(|a| a.clone()).unwrap_or_default();
+    assert_eq!(acknowledged.len(), indexed);
+    for path in &acknowledged {
+        assert!(stored.contains(path), "{path} was acknowledged but is gone");
+    }
+    // Every stored document is whole: its passages are searchable.
+    let probe = &acknowledged[acknowledged.len() - 1];
+    let hits = pg.lexical(&format!("document{}", &probe[3..]), 5, None)?;
+    assert_eq!(hits.hits.len(), 1, "{probe}: {hits:?}");
+    Ok(())
+}
