@@ -33,6 +33,14 @@ pub enum RetrieveError {
         /// What failed.
         message: String,
     },
+    /// The database behind the route cannot be reached or failed; retrying later may work.
+    #[error("route {route} is unavailable: {message}")]
+    Unavailable {
+        /// The route.
+        route: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// A re-ranker failed.

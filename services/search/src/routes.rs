@@ -14,9 +14,11 @@ use tracing::instrument;
 const OVERFETCH: usize = 4;
 
 fn index_error(route: &str, e: StoreError) -> RetrieveError {
-    RetrieveError::Index {
-        route: route.to_string(),
-        message: e.to_string(),
+    let (route, message) = (route.to_string(), e.to_string());
+    match e {
+        StoreError::Backend(_) => RetrieveError::Unavailable { route, message },
+        StoreError::Invalid(_) => RetrieveError::InvalidQuery { route, message },
+        _ => RetrieveError::Index { route, message },
     }
 }
 

@@ -5,6 +5,7 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use folio_core::RetrieveError;
 use folio_search::SearchError;
 use folio_store::StoreError;
 use serde::Serialize;
@@ -149,6 +150,9 @@ impl From<SearchError> for ApiError {
     fn from(e: SearchError) -> Self {
         match e {
             SearchError::InvalidRequest(m) => ApiError::InvalidRequest(m),
+            e @ SearchError::Retrieve(RetrieveError::Unavailable { .. }) => {
+                ApiError::Unavailable(e.to_string())
+            }
             e @ (SearchError::Setup(_) | SearchError::Embed(_) | SearchError::Retrieve(_)) => {
                 ApiError::Internal(e.to_string())
             }

@@ -32,3 +32,24 @@ app.kubernetes.io/component: query
 {{- define "folio.secret" -}}
 {{- .Values.apiKeys.existingSecret | default (printf "%s-keys" (include "folio.fullname" .)) -}}
 {{- end -}}
+
+{{/* The Secret that holds the PostgreSQL primary's URL: the user's, or the chart's. */}}
+{{- define "folio.postgresSecret" -}}
+{{- .Values.postgres.existingSecret | default (printf "%s-postgres" (include "folio.fullname" .)) -}}
+{{- end -}}
+
+{{/* The PostgreSQL store's environment (postgres.enabled): the primary's URL and the replicas'. */}}
+{{- define "folio.postgresEnv" -}}
+- name: FOLIO_STORE
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "folio.postgresSecret" . }}
+      key: {{ .Values.postgres.secretKey | quote }}
+{{- if .Values.postgres.readUrls }}
+- name: FOLIO_READ_URLS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "folio.fullname" . }}-postgres
+      key: FOLIO_READ_URLS
+{{- end }}
+{{- end -}}
