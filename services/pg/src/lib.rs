@@ -1,23 +1,24 @@
-//! Folio's PostgreSQL store backend (first part): documents, pages and passages in
-//! PostgreSQL, passage embeddings as pgvector `halfvec` with an HNSW index, full-text search
-//! over the passages, and versioned migrations that Folio applies itself.
+//! Folio's PostgreSQL store backend: documents, pages and passages in PostgreSQL, passage and
+//! page embeddings as pgvector `halfvec` with HNSW indexes, late-interaction token vectors
+//! re-scored by MaxSim in Folio, full-text search over the passages, and versioned
+//! migrations that Folio applies itself. [`PgCluster`] is a [`folio_store::Collection`] and
+//! [`PgWriter`] a [`folio_store::CollectionWriter`].
 //!
 //! - [`PgStore::connect`] opens a connection and applies the migrations it has not seen
 //!   (`migrations/NNNN_name.sql`, compiled in), each in its own transaction, under an advisory
 //!   lock so that several processes starting at once apply each exactly once; the applied
 //!   versions are kept in `folio_migrations`.
-//! - [`PgStore::set_embedder`] records the collection's embedder and creates the embedding
-//!   column and its HNSW index at that width; a different embedder later is an error that
-//!   names both, as with the embedded store.
+//! - [`PgStore::set_models`] records the models of the collection's routes and creates each
+//!   route's vector column and HNSW index at its width; a different model later is an error
+//!   that names both, as with the embedded store.
 //! - [`PgStore::put_document`] replaces a document with its pages, passages and embeddings in
 //!   one transaction: a reader sees the old document or the new one, never half of either,
 //!   and an acknowledged write is durable (synchronous commit).
-//! - [`PgStore::dense`] is approximate nearest-neighbour search (cosine, `hnsw.ef_search`
-//!   settable per query) and [`PgStore::lexical`] PostgreSQL full-text search: any of the
-//!   query's English lexemes, ranked by `ts_rank` with log-length normalisation. That is not
-//!   BM25 (no IDF) and measures worse on SciFact (nDCG@10 0.607 against tantivy BM25's 0.686,
-//!   `scripts/bench/pg-fts-scifact.sh`), so Folio's lexical route stays BM25 in tantivy; this
-//!   one is there for a deployment that keeps everything in PostgreSQL.
+//! - [`PgStore::dense`] and [`PgStore::pages`] are approximate nearest-neighbour searches
+//!   (cosine); [`PgStore::late`] is MaxSim over stored token vectors; [`PgStore::lexical`] is
+//!   PostgreSQL full-text search: any of the query's English lexemes, ranked by `ts_rank`
+//!   with log-length normalisation. That is not BM25 (no IDF) and measures worse on SciFact
+//!   (nDCG@10 0.607 against tantivy BM25's 0.686, `scripts/bench/pg-fts-scifact.sh`).
 //!
 //! The same type reads a streaming replica (`connect_replica`: no migrations, read-only), and
 //! [`PgCluster`] routes reads to healthy replicas (within a WAL lag bound, round-robin, with
