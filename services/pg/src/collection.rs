@@ -205,30 +205,8 @@ impl CollectionWriter for PgWriter {
                 v.len()
             )));
         }
-        let check = |route: &str, model: &Option<folio_store::RouteModel>, page, width| {
-            let m = model.as_ref().ok_or_else(|| {
-                StoreError::Invalid(format!("the collection has no {route} route"))
-            })?;
-            if page == 0 || page > doc.pages {
-                return Err(StoreError::Invalid(format!(
-                    "page {page} of a document of {} pages",
-                    doc.pages
-                )));
-            }
-            if width != m.embedder.dim {
-                return Err(StoreError::Invalid(format!(
-                    "{route} vector of width {width}, the route has width {}",
-                    m.embedder.dim
-                )));
-            }
-            Ok(())
-        };
-        for (page, v) in &page_embeddings.vectors {
-            check("page", &self.models.page, *page, v.len())?;
-        }
-        for (page, t) in &page_embeddings.tokens {
-            check("late", &self.models.late, *page, t.dim())?;
-        }
+        self.models
+            .check_page_embeddings(doc.pages, &page_embeddings)?;
         self.store
             .put_document(&doc, &pages, &passages, &vectors, &page_embeddings)?;
         Ok(())

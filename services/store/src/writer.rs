@@ -161,6 +161,39 @@ impl IndexModels {
         }
     }
 
+    /// Checks page-image embeddings for a document of `pages` pages: the collection must
+    /// have the route, widths must match, page numbers must lie in `1..=pages`.
+    pub fn check_page_embeddings(
+        &self,
+        pages: u32,
+        embeddings: &PageEmbeddings,
+    ) -> Result<(), StoreError> {
+        let check = |route: &str, model: &Option<RouteModel>, page: u32, width: usize| {
+            let m = model.as_ref().ok_or_else(|| {
+                StoreError::Invalid(format!("the collection has no {route} route"))
+            })?;
+            if page == 0 || page > pages {
+                return Err(StoreError::Invalid(format!(
+                    "page {page} of a document of {pages} pages"
+                )));
+            }
+            if width != m.embedder.dim {
+                return Err(StoreError::Invalid(format!(
+                    "{route} vector of width {width}, the route has width {}",
+                    m.embedder.dim
+                )));
+            }
+            Ok(())
+        };
+        for (page, v) in &embeddings.vectors {
+            check("page", &self.page, *page, v.len())?;
+        }
+        for (page, t) in &embeddings.tokens {
+            check("late", &self.late, *page, t.dim())?;
+        }
+        Ok(())
+    }
+
     /// Checks that these models can write into an index built with `built` (a page route
     /// can be added to an empty index only).
     fn check_against(&self, dir: &Path, built: &Manifest) -> Result<(), StoreError> {
@@ -415,30 +448,7 @@ impl StoreWriter {
         pages: u32,
         embeddings: &PageEmbeddings,
     ) -> Result<(), StoreError> {
-        let check = |route: &str, model: &Option<RouteModel>, page: u32, width: usize| {
-            let m = model
-                .as_ref()
-                .ok_or_else(|| StoreError::Invalid(format!("the index has no {route} route")))?;
-            if page == 0 || page > pages {
-                return Err(StoreError::Invalid(format!(
-                    "page {page} of a document of {pages} pages"
-                )));
-            }
-            if width != m.embedder.dim {
-                return Err(StoreError::Invalid(format!(
-                    "{route} vector of width {width}, the route has width {}",
-                    m.embedder.dim
-                )));
-            }
-            Ok(())
-        };
-        for (page, v) in &embeddings.vectors {
-            check("page", &self.models.page, *page, v.len())?;
-        }
-        for (page, t) in &embeddings.tokens {
-            check("late", &self.models.late, *page, t.dim())?;
-        }
-        Ok(())
+        self.models.check_page_embeddings(pages, embeddings)
     }
 
     /// Sets the page-image embeddings of a document already put, replacing those it had.
