@@ -112,12 +112,17 @@ mod tests {
             assert_eq!(hnsw.len(), n);
             let mut found = 0;
             for q in queries.chunks_exact(dim) {
-                let truth: Vec<PassageId> = exact.search(q, 10).into_iter().map(|h| h.0).collect();
+                let scored = exact.search(q, 10);
+                let truth: Vec<PassageId> = scored.iter().map(|h| h.0).collect();
                 let got = hnsw.search(q, 10)?;
                 found += got.iter().filter(|h| truth.contains(&h.0)).count();
-                // Similarities are on the exact scale, whatever the storage.
-                let best = exact.search(q, 1)[0].1;
-                assert!((got[0].1 - best).abs() < 0.05, "{metric:?} {storage:?}");
+                // Similarities are on the exact scale, whatever the storage: compared on the
+                // same vector (the graph, built on several threads, may miss the true first).
+                for h in &got {
+                    if let Some(t) = scored.iter().find(|t| t.0 == h.0) {
+                        assert!((h.1 - t.1).abs() < 0.05, "{metric:?} {storage:?}");
+                    }
+                }
             }
             let recall = found as f64 / 1000.0;
             eprintln!("HNSW {metric:?} {storage:?} recall@10 vs exact: {recall}");
