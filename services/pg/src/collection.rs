@@ -198,13 +198,8 @@ impl CollectionWriter for PgWriter {
         vectors: Vec<Vec<f32>>,
         page_embeddings: PageEmbeddings,
     ) -> Result<(), StoreError> {
-        let text_dim = self.models.text.embedder.dim;
-        if let Some(v) = vectors.iter().find(|v| v.len() != text_dim) {
-            return Err(StoreError::Invalid(format!(
-                "vector of width {} in a collection of width {text_dim}",
-                v.len()
-            )));
-        }
+        self.models
+            .check_passage_vectors(passages.len(), &vectors)?;
         self.models
             .check_page_embeddings(doc.pages, &page_embeddings)?;
         self.store

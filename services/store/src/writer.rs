@@ -161,6 +161,28 @@ impl IndexModels {
         }
     }
 
+    /// Checks passage vectors: one per passage, each of the text model's width.
+    pub fn check_passage_vectors(
+        &self,
+        passages: usize,
+        vectors: &[Vec<f32>],
+    ) -> Result<(), StoreError> {
+        if vectors.len() != passages {
+            return Err(StoreError::Invalid(format!(
+                "{} vectors for {passages} passages",
+                vectors.len()
+            )));
+        }
+        let dim = self.text.embedder.dim;
+        if let Some(v) = vectors.iter().find(|v| v.len() != dim) {
+            return Err(StoreError::Invalid(format!(
+                "vector of width {} in a collection of width {dim}",
+                v.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks page-image embeddings for a document of `pages` pages: the collection must
     /// have the route, widths must match, page numbers must lie in `1..=pages`.
     pub fn check_page_embeddings(
@@ -411,20 +433,8 @@ impl StoreWriter {
         passages: Vec<Passage>,
         vectors: Vec<Vec<f32>>,
     ) -> Result<(), StoreError> {
-        if vectors.len() != passages.len() {
-            return Err(StoreError::Invalid(format!(
-                "{} vectors for {} passages",
-                vectors.len(),
-                passages.len()
-            )));
-        }
-        let dim = self.models.text.embedder.dim;
-        if let Some(v) = vectors.iter().find(|v| v.len() != dim) {
-            return Err(StoreError::Invalid(format!(
-                "vector of width {} in an index of width {dim}",
-                v.len()
-            )));
-        }
+        self.models
+            .check_passage_vectors(passages.len(), &vectors)?;
         if let Some(old) = self.find_by_path(&doc.path).map(|d| d.doc_id.clone()) {
             self.remove(&old);
         }
