@@ -80,7 +80,7 @@ pub enum PgError {
         source: postgres::Error,
     },
     /// A statement failed.
-    #[error("{what}: {source}")]
+    #[error("PostgreSQL: {what}: {source}")]
     Sql {
         /// What was being done.
         what: String,
