@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use folio_core::testing::HashEmbedder;
@@ -99,9 +101,18 @@ fn models(text: &HashEmbedder) -> IndexModels {
     }
 }
 
+/// What [`write_corpus`] wrote, for the exact answers: each page's vector and each passage's
+/// page and text.
+#[derive(Default)]
+struct Corpus {
+    page_vectors: HashMap<PageKey, Vec<f32>>,
+    passages: Vec<(PageKey, String)>,
+}
+
 /// Writes the same `DOCS` documents (two pages each, page vectors and token vectors) with
 /// `writer`. Document `i`'s first passage holds the word `unique{i}`.
-fn write_corpus(writer: &mut dyn CollectionWriter, text: &HashEmbedder) -> anyhow::Result<()> {
+fn write_corpus(writer: &mut dyn CollectionWriter, text: &HashEmbedder) -> anyhow::Result<Corpus> {
+    let mut corpus = Corpus::default();
     let mut rng = Rng(7);
     for i in 0..DOCS {
         let doc_id = DocId(format!("{i:016x}"));
@@ -118,6 +129,7 @@ fn write_corpus(writer: &mut dyn CollectionWriter, text: &HashEmbedder) -> anyho
                 texts[0] = format!("unique{i} {}", texts[0]);
             }
             for t in &texts {
+                corpus.passages.push((key(page), t.clone()));
                 passages.push(Passage {
                     id: 0,
                     page: key(page),
@@ -131,7 +143,9 @@ fn write_corpus(writer: &mut dyn CollectionWriter, text: &HashEmbedder) -> anyho
                 key: key(page),
                 text: texts.join("\n"),
             });
-            embeddings.vectors.push((page, rng.unit(PAGE_DIM)));
+            let vector = rng.unit(PAGE_DIM);
+            corpus.page_vectors.insert(key(page), vector.clone());
+            embeddings.vectors.push((page, vector));
             let tokens: Vec<f32> = (0..6).flat_map(|_| rng.unit(LATE_DIM)).collect();
             embeddings
                 .tokens
@@ -151,7 +165,7 @@ fn write_corpus(writer: &mut dyn CollectionWriter, text: &HashEmbedder) -> anyho
         };
         writer.put_document(doc, pages, passages, vectors, embeddings)?;
     }
-    Ok(())
+    Ok(corpus)
 }
 
 /// Both rankings agree: scores match within `tol` rank by rank, and pages match except where
@@ -181,6 +195,52 @@ fn assert_same_ranking(what: &str, a: &[Hit], b: &[Hit], tol: f32) {
     }
 }
 
+/// The share of the exact top 10 an approximate (HNSW) answer may miss, summed over all the
+/// queries of one route: the ANN miss budget of the equivalence test.
+const MISS_BUDGET: f64 = 0.05;
+
+/// Checks an approximate answer against the exact one and returns how many of the exact top
+/// `k` it missed. `found` is the answer (key and score, best first); `exact` gives every
+/// candidate its exact score. Every hit must carry its exact score within `tol`, the hits must
+/// be best first and as many as asked; a candidate that ties the k-th score within `tol` may
+/// be left out at no cost.
+fn exact_misses<K: Eq + Hash + Debug>(
+    what: &str,
+    found: &[(K, f32)],
+    exact: &HashMap<K, f32>,
+    k: usize,
+    tol: f32,
+) -> usize {
+    assert_eq!(found.len(), k.min(exact.len()), "{what}: {found:?}");
+    for (i, (key, score)) in found.iter().enumerate() {
+        let truth = exact
+            .get(key)
+            .unwrap_or_else(|| panic!("{what}: {key:?} is not a candidate"));
+        assert!(
+            (score - truth).abs() <= tol,
+            "{what} rank {}: {key:?} scored {score}, exactly {truth}",
+            i + 1
+        );
+        if i > 0 {
+            assert!(found[i - 1].1 >= score - tol, "{what}: not best first");
+        }
+    }
+    let mut scores: Vec<f32> = exact.values().copied().collect();
+    scores.sort_by(|a, b| b.total_cmp(a));
+    let Some(&cut) = scores.get(k.saturating_sub(1)) else {
+        return 0;
+    };
+    let got: HashSet<&K> = found.iter().map(|(key, _)| key).collect();
+    exact
+        .iter()
+        .filter(|(key, score)| **score > cut + tol && !got.contains(key))
+        .count()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 #[test]
 fn both_backends_answer_the_same_queries_alike() -> anyhow::Result<()> {
     let Some(cluster) = Cluster::start()? else {
@@ -189,7 +249,7 @@ fn both_backends_answer_the_same_queries_alike() -> anyhow::Result<()> {
     let text = HashEmbedder::new(32);
     let dir = tempfile::tempdir()?;
     let mut embedded = StoreWriter::open_with(dir.path(), models(&text))?;
-    write_corpus(&mut embedded, &text)?;
+    let corpus = write_corpus(&mut embedded, &text)?;
     embedded.commit()?;
     let mut pg_writer = PgWriter::open(&cluster.primary, models(&text))?;
     write_corpus(&mut pg_writer, &text)?;
@@ -199,6 +259,7 @@ fn both_backends_answer_the_same_queries_alike() -> anyhow::Result<()> {
         &[],
         ReadRouting::default(),
     )?);
+    let backends = [("embedded", &embedded), ("postgres", &pg)];
     assert_eq!(embedded.models(), pg.models());
     let (se, sp) = (embedded.stats()?, pg.stats()?);
     assert_eq!(
@@ -211,50 +272,100 @@ fn both_backends_answer_the_same_queries_alike() -> anyhow::Result<()> {
         .filter(|i| i % 2 == 1)
         .map(|i| DocId(format!("{i:016x}")))
         .collect();
+    let kept = |page: &PageKey, keep: Option<&HashSet<DocId>>| {
+        keep.is_none_or(|keep| keep.contains(&page.doc_id))
+    };
+    // Misses of the exact top 10 per backend and route, and how many were asked for.
+    let mut misses: HashMap<String, usize> = HashMap::new();
+    let mut asked = 0;
     for q in 0..8 {
-        // Page vectors (HNSW over 60 vectors: exact at this size in both) and late
-        // interaction (exhaustive MaxSim on the same f16 tokens in both).
         let v = rng.unit(PAGE_DIM);
         let tokens: Vec<Vec<f32>> = (0..3).map(|_| rng.unit(LATE_DIM)).collect();
+        let words = rng.words(3);
+        let wv = text.embed(&words);
         for keep in [None, Some(&odd)] {
-            let what = |route| format!("query {q} {route} (filtered: {})", keep.is_some());
-            let (a, b) = (embedded.pages(&v, 10, keep)?, pg.pages(&v, 10, keep)?);
-            assert!(a.missing.is_empty() && b.missing.is_empty());
-            assert_same_ranking(&what("page"), &a.hits, &b.hits, 2e-3);
+            let what = |route, backend| {
+                format!(
+                    "query {q} {route} on {backend} (filtered: {})",
+                    keep.is_some()
+                )
+            };
+            asked += 10;
+            // Page vectors and dense passages: HNSW in both, each checked against the exact
+            // answer (scores within f16 rounding).
+            let exact_pages: HashMap<PageKey, f32> = corpus
+                .page_vectors
+                .iter()
+                .filter(|(page, _)| kept(page, keep))
+                .map(|(page, pv)| (page.clone(), dot(&v, pv)))
+                .collect();
+            let exact_passages: HashMap<(PageKey, String), f32> = corpus
+                .passages
+                .iter()
+                .filter(|(page, _)| kept(page, keep))
+                .map(|(page, t)| ((page.clone(), t.clone()), dot(&wv, &text.embed(t))))
+                .collect();
+            for (backend, collection) in backends {
+                let found = collection.pages(&v, 10, keep)?;
+                assert!(found.missing.is_empty());
+                let found: Vec<(PageKey, f32)> =
+                    found.hits.into_iter().map(|h| (h.page, h.score)).collect();
+                *misses.entry(format!("page on {backend}")).or_default() +=
+                    exact_misses(&what("page", backend), &found, &exact_pages, 10, 2e-3);
+
+                let mut hits = Vec::new();
+                for hit in collection.dense(&wv, 10, keep)?.hits {
+                    let id = hit.passage.expect("a dense hit names its passage");
+                    let passage = collection.passage(id)?.expect("a hit's passage exists");
+                    assert_eq!(passage.page, hit.page);
+                    hits.push(((hit.page, passage.text), hit.score));
+                }
+                *misses.entry(format!("dense on {backend}")).or_default() +=
+                    exact_misses(&what("dense", backend), &hits, &exact_passages, 10, 2e-3);
+            }
+            // Late interaction: exhaustive MaxSim on the same f16 tokens in both.
             let (a, b) = (
                 embedded.late(&tokens, 10, keep)?,
                 pg.late(&tokens, 10, keep)?,
             );
-            assert_same_ranking(&what("late"), &a.hits, &b.hits, 1e-5);
+            assert_same_ranking(&what("late", "both"), &a.hits, &b.hits, 1e-5);
             if let Some(keep) = keep {
                 assert!(b.hits.iter().all(|h| keep.contains(&h.page.doc_id)));
             }
         }
     }
+    for (route, missed) in &misses {
+        eprintln!("{route}: missed {missed} of the exact top 10 in {asked}");
+        assert!(
+            *missed as f64 <= MISS_BUDGET * asked as f64,
+            "{route} missed {missed} of {asked}: over the ANN miss budget"
+        );
+    }
 
-    // Dense passages through the whole pipeline: the same pages, the same snippets.
+    // Dense passages through the whole pipeline: where both put the same page first, they
+    // show the same snippet from the same file.
     let embedder: Arc<dyn Embedder> = Arc::new(text.clone());
     let pipelines = [
         Pipeline::new(embedded.clone(), Some(embedder.clone()))?,
         Pipeline::new(pg.clone(), Some(embedder))?,
     ];
-    for q in 0..8 {
+    let mut agreed = 0;
+    for _ in 0..8 {
         let mut request = SearchRequest::new(rng.words(3), 10);
         request.routes = Some(vec!["dense".into()]);
-        let [a, b] = [&pipelines[0], &pipelines[1]].map(|p| p.retrieve(&request));
-        let (a, b) = (a?, b?);
-        assert_same_ranking(
-            &format!("dense query {q}"),
-            &a.lists[0].hits,
-            &b.lists[0].hits,
-            2e-3,
-        );
         let [a, b] = [&pipelines[0], &pipelines[1]].map(|p| p.search(&request));
         let (a, b) = (a?, b?);
         assert!(!a.degraded && !b.degraded);
-        assert_eq!(a.hits[0].snippet, b.hits[0].snippet);
-        assert_eq!(a.hits[0].path, b.hits[0].path);
+        if (&a.hits[0].doc_id, a.hits[0].page) == (&b.hits[0].doc_id, b.hits[0].page) {
+            agreed += 1;
+            assert_eq!(a.hits[0].snippet, b.hits[0].snippet);
+            assert_eq!(a.hits[0].path, b.hits[0].path);
+        }
     }
+    assert!(
+        agreed >= 6,
+        "the backends put the same page first in {agreed} of 8 queries"
+    );
 
     // Lexical: BM25 in the embedded store, PostgreSQL full-text ranking in the database
     // (ARCHITECTURE.md says how they differ). A word found in one passage only is that

@@ -103,6 +103,10 @@ impl AnnOptions {
     }
 }
 
+fn exact_rows(dim: usize) -> usize {
+    (EXACT_MAX_FLOATS / dim.max(1)).min(EXACT_MAX_ROWS)
+}
+
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Ann(e.to_string())
 }
@@ -117,9 +121,18 @@ pub(crate) fn build(
     AnnIndex::build(options, dim, vectors)?.save(path)
 }
 
+/// Indexes of at most this many floats (rows × width), and at most [`EXACT_MAX_ROWS`] rows,
+/// are searched by brute force: a scan that small costs about what a graph search costs
+/// (a millisecond or two), and small collections and tests get exact answers, which an HNSW
+/// graph does not promise even when ef_search exceeds the rows.
+const EXACT_MAX_FLOATS: usize = 1 << 22;
+const EXACT_MAX_ROWS: usize = 20_000;
+
 /// An HNSW index in memory; keys are row numbers.
 pub struct AnnIndex {
     index: Index,
+    /// Up to this many rows, searches scan every row instead of walking the graph.
+    exact_rows: usize,
     /// usearch searches each need one of the index's reserved thread contexts, and fail
     /// ("Reserve capacity ahead of searches!") when none is free: searches beyond that many
     /// wait here for one.
@@ -207,6 +220,7 @@ impl AnnIndex {
         })?;
         Ok(AnnIndex {
             index,
+            exact_rows: exact_rows(dim),
             slots: Slots::new(contexts),
         })
     }
@@ -240,6 +254,7 @@ impl AnnIndex {
             .map_err(err)?;
         Ok(AnnIndex {
             index,
+            exact_rows: exact_rows(dim),
             slots: Slots::new(contexts),
         })
     }
@@ -259,6 +274,17 @@ impl AnnIndex {
         self.index.memory_usage()
     }
 
+    /// Searches the graph whatever the size: for measuring HNSW itself (benchmarks, recall
+    /// tests) on indexes small enough to be scanned otherwise.
+    pub fn always_use_graph(mut self) -> Self {
+        self.exact_rows = 0;
+        self
+    }
+
+    fn scans(&self) -> bool {
+        self.index.size() <= self.exact_rows
+    }
+
     /// Changes ef_search for the following searches.
     pub fn set_ef_search(&self, ef: usize) {
         self.index.change_expansion_search(ef.max(1));
@@ -270,8 +296,12 @@ impl AnnIndex {
             return Ok(Vec::new());
         }
         let _slot = self.slots.take();
-        let matches = self.index.search(vector, k).map_err(err)?;
-        Ok(similarities(matches))
+        let matches = if self.scans() {
+            self.index.exact_search(vector, k)
+        } else {
+            self.index.search(vector, k)
+        };
+        Ok(similarities(matches.map_err(err)?))
     }
 
     /// As [`AnnIndex::search`], among the rows `keep` accepts.
@@ -285,6 +315,16 @@ impl AnnIndex {
             return Ok(Vec::new());
         }
         let _slot = self.slots.take();
+        if self.scans() {
+            let all = self
+                .index
+                .exact_search(vector, self.index.size())
+                .map_err(err)?;
+            let mut hits = similarities(all);
+            hits.retain(|(key, _)| keep(*key));
+            hits.truncate(k);
+            return Ok(hits);
+        }
         let matches = self.index.filtered_search(vector, k, keep).map_err(err)?;
         Ok(similarities(matches))
     }

@@ -108,7 +108,7 @@ mod tests {
             };
             let path = tmp.path().join(format!("{metric:?}-{storage:?}.usearch"));
             ann::build(&path, &options, dim, &data)?;
-            let hnsw = ann::AnnIndex::open(&path, &options, dim)?;
+            let hnsw = ann::AnnIndex::open(&path, &options, dim)?.always_use_graph();
             assert_eq!(hnsw.len(), n);
             let mut found = 0;
             for q in queries.chunks_exact(dim) {
@@ -133,7 +133,7 @@ mod tests {
         }
         // A filter keeps only the rows it accepts.
         let options = AnnOptions::default();
-        let hnsw = ann::AnnIndex::build(&options, dim, &data)?;
+        let hnsw = ann::AnnIndex::build(&options, dim, &data)?.always_use_graph();
         let even = hnsw.filtered_search(&queries[..dim], 10, |key| key % 2 == 0)?;
         assert_eq!(even.len(), 10);
         assert!(even.iter().all(|(key, _)| key % 2 == 0));
@@ -145,6 +145,47 @@ mod tests {
             },
         ] {
             assert!(ann::AnnIndex::build(&bad, dim, &data).is_err());
+        }
+        Ok(())
+    }
+
+    /// An index small enough to scan answers exactly, filtered or not: the same rows as the
+    /// oracle, in the same order, with the same similarities.
+    #[test]
+    fn small_indexes_answer_exactly() -> Result<(), crate::StoreError> {
+        let (n, dim) = (3_000, 32);
+        let data = vectors(n, dim, 11);
+        let exact = ExactIndex::new(dim, data.clone());
+        let options = ann::AnnOptions {
+            metric: ann::AnnMetric::InnerProduct,
+            // A graph this poor misses neighbours: only the scan can be exact.
+            m: 2,
+            ef_construction: 4,
+            ef_search: 4,
+            ..ann::AnnOptions::default()
+        };
+        let index = ann::AnnIndex::build(&options, dim, &data)?;
+        for q in vectors(20, dim, 5).chunks_exact(dim) {
+            let truth = exact.search(q, 10);
+            let got = index.search(q, 10)?;
+            assert_eq!(got.len(), 10);
+            for (g, t) in got.iter().zip(&truth) {
+                assert_eq!(g.0, t.0);
+                assert!((g.1 - t.1).abs() < 1e-4, "{} against {}", g.1, t.1);
+            }
+            let even: Vec<PassageId> = exact
+                .search(q, n)
+                .into_iter()
+                .filter(|h| h.0 % 2 == 0)
+                .take(10)
+                .map(|h| h.0)
+                .collect();
+            let got: Vec<PassageId> = index
+                .filtered_search(q, 10, |key| key % 2 == 0)?
+                .into_iter()
+                .map(|h| h.0)
+                .collect();
+            assert_eq!(got, even);
         }
         Ok(())
     }

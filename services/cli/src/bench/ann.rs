@@ -340,7 +340,7 @@ fn bench_folio(
         ef_search: args.ef_search[0],
     };
     let started = Instant::now();
-    let index = AnnIndex::build(&options, dim, base)?;
+    let index = AnnIndex::build(&options, dim, base)?.always_use_graph();
     let build_s = started.elapsed().as_secs_f64();
     let file = tmp.join(format!("{name}.usearch"));
     index.save(&file)?;
