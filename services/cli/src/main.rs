@@ -749,17 +749,14 @@ fn load_page_embedders(
 
 fn index(args: IndexArgs) -> Result<ExitCode> {
     let target = args.store.target()?;
-    let existing = args.store.recorded_models()?;
+    let existing = target.recorded_models()?;
     let ann = match &target {
         Target::Embedded(dir) => args.ann.options(Manifest::read(dir)?.as_ref()),
-        Target::Postgres { .. } => {
-            if args.ann.options(None).is_some() {
-                bail!(
-                    "the --ann-*, --hnsw-m, --ef-* options shape the embedded store's index;                      PostgreSQL builds its HNSW indexes with m = 16, ef_construction = 128"
-                );
-            }
-            None
-        }
+        _ if target.has_database() && args.ann.options(None).is_some() => bail!(
+            "the --ann-*, --hnsw-m, --ef-* options shape the embedded store's index; \
+             PostgreSQL builds its HNSW indexes with m = 16, ef_construction = 128"
+        ),
+        _ => args.ann.options(None),
     };
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
     let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), true)?;
@@ -796,13 +793,8 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         page: as_model(&page),
         late: as_model(&late),
     };
-    let mut report = match target {
-        Target::Embedded(dir) => folio_indexer::index_files_with(&dir, &files, &models, &settings)?,
-        Target::Postgres { url, .. } => {
-            let writer = StoreArgs::pg_writer(&url, models.models())?;
-            folio_indexer::index_files_into(Box::new(writer), &files, &models, &settings)?
-        }
-    };
+    let writer = target.writer(&models.models(), ann)?;
+    let mut report = folio_indexer::index_files_into(writer, &files, &models, &settings)?;
     report.files.append(&mut missing);
     print_report(&report);
     if let Some(path) = &args.report {
@@ -818,74 +810,25 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
     })
 }
 
-/// Removes documents and publishes a new generation; exit 2 when some were not found (the
-/// others are removed), 1 when none was.
+/// Removes documents (the embedded store publishes a new generation; a database removes
+/// each at once); exit 2 when some were not found (the others are removed), 1 when none was.
 fn delete(args: DeleteArgs) -> Result<ExitCode> {
-    let dir = match args.store.target()? {
-        Target::Embedded(dir) => dir,
-        Target::Postgres { url, .. } => return delete_in_database(&url, &args.documents),
-    };
-    // Deleting needs no model: the writer takes the index's own.
-    let mut writer = StoreWriter::open_existing(&dir)?;
+    // Deleting needs no model: the writer takes the collection's own.
+    let mut writer = args.store.target()?.existing_writer()?;
     let mut missing = 0;
     for target in &args.documents {
-        let by_id = writer.document(&DocId(target.clone())).cloned();
-        let by_path = || {
-            let canonical = std::fs::canonicalize(target)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| target.clone());
-            writer
-                .find_by_path(&canonical)
-                .or_else(|| writer.find_by_path(target))
-                .cloned()
-        };
-        match by_id.or_else(by_path) {
-            Some(doc) => {
-                writer.remove(&doc.doc_id);
-                println!(
-                    "removed    {} ({}, {} pages)",
-                    doc.path, doc.doc_id, doc.pages
-                );
-            }
-            None => {
-                missing += 1;
-                println!("not found  {target}: no indexed document has this id or path");
-            }
-        }
-    }
-    let removed = args.documents.len() - missing;
-    if let CommitOutcome::Published { generation } = writer.commit()? {
-        println!("{removed} removed, {missing} not found; generation {generation}");
-    } else {
-        println!("{removed} removed, {missing} not found; index unchanged");
-    }
-    Ok(match (removed, missing) {
-        (_, 0) => ExitCode::SUCCESS,
-        (0, _) => ExitCode::FAILURE,
-        _ => ExitCode::from(2),
-    })
-}
-
-/// [`delete`] in a PostgreSQL collection: each removal is durable at once.
-fn delete_in_database(url: &str, targets: &[String]) -> Result<ExitCode> {
-    let writer = folio_pg::PgWriter::open_existing(url)?;
-    let store = writer.store();
-    let documents = store.documents()?;
-    let mut missing = 0;
-    for target in targets {
         let canonical = std::fs::canonicalize(target)
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| target.clone());
-        let found = documents
-            .iter()
-            .find(|d| d.doc_id.0 == *target)
-            .or_else(|| {
-                documents
-                    .iter()
-                    .find(|d| d.path == canonical || d.path == *target)
-            });
+        let mut found = writer.document(&DocId(target.clone()))?;
+        if found.is_none() {
+            found = writer.find_by_path(&canonical)?;
+        }
+        if found.is_none() {
+            found = writer.find_by_path(target)?;
+        }
         match found {
-            Some(doc) if store.remove(&doc.doc_id)? => println!(
+            Some(doc) if writer.remove(&doc.doc_id)? => println!(
                 "removed    {} ({}, {} pages)",
                 doc.path, doc.doc_id, doc.pages
             ),
@@ -895,8 +838,13 @@ fn delete_in_database(url: &str, targets: &[String]) -> Result<ExitCode> {
             }
         }
     }
-    let removed = targets.len() - missing;
-    println!("{removed} removed, {missing} not found");
+    let removed = args.documents.len() - missing;
+    match writer.commit()? {
+        CommitOutcome::Published { generation } => {
+            println!("{removed} removed, {missing} not found; generation {generation}")
+        }
+        CommitOutcome::Unchanged => println!("{removed} removed, {missing} not found"),
+    }
     Ok(match (removed, missing) {
         (_, 0) => ExitCode::SUCCESS,
         (0, _) => ExitCode::FAILURE,
@@ -1136,7 +1084,7 @@ fn print_hits(response: &SearchResponse) {
 
 fn serve(args: ServeArgs) -> Result<()> {
     let target = args.store.target()?;
-    let existing = args.store.recorded_models()?;
+    let existing = target.recorded_models()?;
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
     let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), false)?;
     let text_source = source.dir.display().to_string();
@@ -1157,7 +1105,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let index_dir = match &target {
         Target::Embedded(dir) => Some(dir.clone()),
-        Target::Postgres { .. } => None,
+        _ => None,
     };
     match (&index_dir, &existing) {
         (Some(dir), None) if args.read_only => bail!(
@@ -1166,8 +1114,8 @@ fn serve(args: ServeArgs) -> Result<()> {
             dir.display()
         ),
         (None, None) => bail!(
-            "{} holds no Folio collection yet: index into it first (folio index --store)",
-            folio_pg::redact(&args.store.store)
+            "{} holds no Folio collection yet: index into it first (folio index)",
+            target.describe()
         ),
         _ => {}
     }
@@ -1189,7 +1137,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     if args.query_cache > 0 {
         text = Arc::new(folio_search::CachedEmbedder::new(text, args.query_cache));
     }
-    let mut pipeline = Pipeline::new(args.store.open()?, Some(text))?;
+    let mut pipeline = Pipeline::new(target.open(args.store.shard_timeout())?, Some(text))?;
     for (model, _) in [page, late].into_iter().flatten() {
         pipeline.add_page_embedder(model)?;
     }

@@ -683,3 +683,121 @@ fn a_file_over_the_time_limit_fails_with_the_reason() -> anyhow::Result<()> {
     assert_eq!(pages(&isolated)?, pages(&in_process)?);
     Ok(())
 }
+
+#[test]
+fn a_collection_split_into_shards_answers_as_one_index_does() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let whole = tmp.path().join("whole");
+    let shards: Vec<_> = (0..3)
+        .map(|i| tmp.path().join(format!("shard{i}")))
+        .collect();
+    let shard_args: Vec<&str> = shards.iter().flat_map(|d| ["--shard", s(d)]).collect();
+    let pdfs = [
+        "multicolumn.pdf",
+        "multi_page.pdf",
+        "amt_handbook_sample.pdf",
+        "2305.03393v1-pg9.pdf",
+        "redp5110_sampled.pdf",
+    ]
+    .map(|f| repo(&format!("datasets/samples/{f}")));
+    let files: Vec<&str> = pdfs.iter().map(|p| s(p)).collect();
+
+    check(&folio(
+        &[&["index", "--index", s(&whole)], &files[..]].concat(),
+    )?);
+    let out = folio(&[&["index"], &shard_args[..], &files[..]].concat())?;
+    check(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 indexed"));
+    // Every shard got documents (5 documents over 3 shards could, by chance, leave one
+    // empty; these do not).
+    for d in &shards {
+        let docs = std::fs::read_dir(d)?.count();
+        assert!(docs > 0, "{} is empty", d.display());
+    }
+
+    let pages = |out: &std::process::Output| -> anyhow::Result<Vec<(String, u64)>> {
+        Ok(json_hits(out)?
+            .iter()
+            .map(|h| {
+                (
+                    h["doc_id"].as_str().unwrap_or_default().to_string(),
+                    h["page"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect())
+    };
+    for query in ["aircraft maintenance", "table structure recognition"] {
+        let search =
+            |store: &[&str]| folio(&[&["search", query, "--json", "--k", "5"], store].concat());
+        // Dense scores are the same in every shard; BM25's term statistics are each shard's
+        // own, so the fused lists may differ a little below the top.
+        let (a, b) = (search(&["--index", s(&whole)])?, search(&shard_args)?);
+        let (a, b) = (pages(&a)?, pages(&b)?);
+        assert!(!b.is_empty());
+        assert_eq!(a[0], b[0], "{query}");
+        let shared = a.iter().filter(|p| b.contains(p)).count();
+        assert!(shared >= 4, "{query}: {a:?} against {b:?}");
+    }
+
+    // Delete through the shards by path; an unknown id makes it a partial success.
+    let out = folio(
+        &[
+            &["delete"],
+            &shard_args[..],
+            &[files[0], "0123456789abcdef"],
+        ]
+        .concat(),
+    )?;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = folio(&[&["search", "the", "--json", "--k", "50"], &shard_args[..]].concat())?;
+    let paths: Vec<String> = json_hits(&out)?
+        .iter()
+        .filter_map(|h| h["path"].as_str().map(String::from))
+        .collect();
+    assert!(!paths.is_empty());
+    assert!(
+        paths.iter().all(|p| !p.ends_with("multicolumn.pdf")),
+        "{paths:?}"
+    );
+
+    // Bad combinations are named.
+    for (args, expected) in [
+        (
+            vec![
+                "search",
+                "x",
+                "--shard",
+                s(&shards[0]),
+                "--index",
+                s(&whole),
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["search", "x", "--shard", "postgres://h/db,not-a-url"],
+            "is not a PostgreSQL URL",
+        ),
+        (
+            vec![
+                "search",
+                "x",
+                "--shard",
+                s(&shards[0]),
+                "--store",
+                "postgres://h/db",
+            ],
+            "not both",
+        ),
+    ] {
+        let out = folio(&args)?;
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    Ok(())
+}

@@ -64,6 +64,7 @@ impl Collection for PgCluster {
             pages,
             passages,
             generation: None,
+            missing: Vec::new(),
         })
     }
 
@@ -181,8 +182,16 @@ impl CollectionWriter for PgWriter {
         &self.models
     }
 
+    fn document(&mut self, id: &DocId) -> Result<Option<Document>, StoreError> {
+        Ok(self.store.document(id)?)
+    }
+
     fn find_by_hash(&mut self, content_hash: &str) -> Result<Option<Document>, StoreError> {
         Ok(self.store.find_by_hash(content_hash)?)
+    }
+
+    fn find_by_path(&mut self, path: &str) -> Result<Option<Document>, StoreError> {
+        Ok(self.store.find_by_path(path)?)
     }
 
     fn set_meta(&mut self, id: &DocId, meta: DocMeta) -> Result<(), StoreError> {

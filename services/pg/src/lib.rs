@@ -72,7 +72,7 @@ const DEFAULT_EF_SEARCH: usize = 128;
 #[derive(Debug, Error)]
 pub enum PgError {
     /// The server could not be reached or refused the connection.
-    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    #[error("cannot connect to PostgreSQL at {url}: {}", driver(source))]
     Connect {
         /// The URL, without its password.
         url: String,
@@ -80,7 +80,7 @@ pub enum PgError {
         source: postgres::Error,
     },
     /// A statement failed.
-    #[error("PostgreSQL: {what}: {source}")]
+    #[error("PostgreSQL: {what}: {}", driver(source))]
     Sql {
         /// What was being done.
         what: String,
@@ -93,6 +93,15 @@ pub enum PgError {
     /// Bad input from the caller.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The driver's error with the server's own message: the driver shows a server error as
+/// just "db error".
+fn driver(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 fn sql(what: impl Into<String>) -> impl FnOnce(postgres::Error) -> PgError {
@@ -545,6 +554,11 @@ impl PgStore {
         Ok(self
             .documents_where("WHERE content_hash = $1", &[&content_hash])?
             .pop())
+    }
+
+    /// The document indexed from `path`, if any.
+    pub fn find_by_path(&self, path: &str) -> Result<Option<Document>, PgError> {
+        Ok(self.documents_where("WHERE path = $1", &[&path])?.pop())
     }
 
     /// Documents, pages and passages.

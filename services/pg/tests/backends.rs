@@ -17,8 +17,8 @@ use folio_indexer::{Embedders, FileObserver, FileStatus, IndexSettings, TextDocu
 use folio_pg::{PgCluster, PgWriter, ReadRouting};
 use folio_search::{Pipeline, SearchRequest};
 use folio_store::{
-    Collection, CollectionWriter, IndexModels, PageEmbeddings, RouteModel, Store, StoreWriter,
-    TokenMatrix,
+    Collection, CollectionWriter, IndexModels, PageEmbeddings, RouteModel, ShardWriter, Shards,
+    Store, StoreWriter, TokenMatrix,
 };
 
 use common::Cluster;
@@ -451,5 +451,124 @@ fn killing_the_primary_mid_ingest_loses_no_acknowledged_document() -> anyhow::Re
     let probe = &acknowledged[acknowledged.len() - 1];
     let hits = pg.lexical(&format!("document{}", &probe[3..]), 5, None)?;
     assert_eq!(hits.hits.len(), 1, "{probe}: {hits:?}");
+    Ok(())
+}
+
+#[test]
+fn a_collection_sharded_over_two_databases_answers_degraded_when_one_is_down() -> anyhow::Result<()>
+{
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let mut admin = postgres::Client::connect(&cluster.primary, postgres::NoTls)?;
+    let base = cluster
+        .primary
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_string())
+        .ok_or_else(|| anyhow::anyhow!("no database in {}", cluster.primary))?;
+    let urls: Vec<String> = ["shard0", "shard1"]
+        .iter()
+        .map(|db| -> anyhow::Result<String> {
+            admin.batch_execute(&format!("CREATE DATABASE {db}"))?;
+            Ok(format!("{base}/{db}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let text = HashEmbedder::new(32);
+    let models = Embedders::text(&text, None);
+    let writers = urls
+        .iter()
+        .map(|u| {
+            PgWriter::open(u, models.models()).map(|w| Box::new(w) as Box<dyn CollectionWriter>)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let docs: Vec<TextDocument> = (0..40)
+        .map(|i| TextDocument {
+            id: format!("doc{i}"),
+            text: format!("document{i} {}", Rng(i).words(40)),
+        })
+        .collect();
+    let settings = IndexSettings {
+        progress: false,
+        ..IndexSettings::default()
+    };
+    let writer = Box::new(ShardWriter::new(writers)?);
+    let report = folio_indexer::index_texts_into(writer, &docs, &models, &settings)?;
+    assert_eq!(report.count(FileStatus::Indexed), 40);
+
+    let parts = urls
+        .iter()
+        .map(|u| {
+            PgCluster::connect(u, &[], ReadRouting::default())
+                .map(|c| Arc::new(c) as Arc<dyn Collection>)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let shards: Arc<dyn Collection> =
+        Arc::new(Shards::new(parts, std::time::Duration::from_secs(2))?);
+    assert_eq!(shards.stats()?.documents, 40);
+    let embedder: Arc<dyn Embedder> = Arc::new(text.clone());
+    let pipeline = Pipeline::new(shards.clone(), Some(embedder))?;
+    // The document ids the indexer gave, and the shard each landed in.
+    let ids: Vec<(String, usize)> = shards
+        .documents()?
+        .into_iter()
+        .map(|d| {
+            let shard = folio_store::shard_of(&d.doc_id, 2);
+            (d.path, shard)
+        })
+        .collect();
+    let in_shard = |i: usize| {
+        ids.iter()
+            .filter(|(_, s)| *s == i)
+            .map(|(p, _)| p.clone())
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (in_shard(0), in_shard(1));
+    assert!(!first.is_empty() && !second.is_empty());
+    let search = |path: &str| {
+        let mut request = SearchRequest::new(format!("document{}", &path[3..]), 5);
+        request.routes = Some(vec!["bm25".into(), "dense".into()]);
+        pipeline.search(&request)
+    };
+    for path in [&first[0], &second[0]] {
+        let found = search(path)?;
+        assert!(!found.degraded, "{:?}", found.missing);
+        assert_eq!(&found.hits[0].path, path);
+    }
+
+    // Shard 1 goes away: its connections are cut and new ones refused.
+    admin.batch_execute(
+        "ALTER DATABASE shard1 ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'shard1';",
+    )?;
+    let found = search(&first[0])?;
+    assert!(found.degraded);
+    assert!(!found.missing.is_empty());
+    assert!(
+        found.missing.iter().all(|m| m.contains("/shard1")),
+        "{:?}",
+        found.missing
+    );
+    assert_eq!(&found.hits[0].path, &first[0]);
+    let found = search(&second[0])?;
+    assert!(found.degraded);
+    assert!(
+        found
+            .missing
+            .iter()
+            .any(|m| m.contains("not currently accepting connections")),
+        "{:?}",
+        found.missing
+    );
+    assert!(found.hits.iter().all(|h| !second.contains(&h.path)));
+    let stats = shards.stats()?;
+    assert_eq!(stats.documents, first.len());
+    assert_eq!(stats.missing.len(), 1);
+
+    // Back: complete answers again.
+    admin.batch_execute("ALTER DATABASE shard1 ALLOW_CONNECTIONS true")?;
+    let found = search(&second[0])?;
+    assert!(!found.degraded, "{:?}", found.missing);
+    assert_eq!(&found.hits[0].path, &second[0]);
     Ok(())
 }

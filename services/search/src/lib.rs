@@ -657,12 +657,11 @@ impl Pipeline {
         let selected = self.selected_routes(request)?;
         let mut timings = Timings::default();
         let started = Instant::now();
-        let query = self.prepare(request, &selected)?;
+        let (query, mut missing) = self.prepare(request, &selected)?;
         timings.embed_ms = ms(started);
         let wanted = request.offset + request.k;
         let depth = wanted.max(MIN_ROUTE_DEPTH);
         let mut lists = Vec::with_capacity(selected.len());
-        let mut missing: Vec<String> = Vec::new();
         let answering: Vec<&dyn Route> = selected
             .iter()
             .copied()
@@ -712,12 +711,13 @@ impl Pipeline {
 
     /// Embeds the query once for each model a selected route needs: text for the dense
     /// route; text and/or image for the page-image routes (the late route's model skips image
-    /// queries when it takes text only).
+    /// queries when it takes text only). Resolves the request's filter to documents; the
+    /// parts of the collection that could not say which they hold come back with the query.
     fn prepare(
         &self,
         request: &SearchRequest,
         selected: &[&dyn Route],
-    ) -> Result<PreparedQuery, SearchError> {
+    ) -> Result<(PreparedQuery, Vec<String>), SearchError> {
         let runs = |name: &str| selected.iter().any(|r| r.name() == name);
         let image: Option<PageImage> = request
             .image
@@ -746,24 +746,23 @@ impl Pipeline {
                 _ => Ok(None),
             }
         };
+        let mut missing = Vec::new();
         let allowed = match request.filter.as_ref().filter(|f| !f.is_empty()) {
-            Some(f) => Some(Arc::new(
-                self.collection
-                    .documents()?
-                    .into_iter()
-                    .filter(|d| f.keeps(d))
-                    .map(|d| d.doc_id)
-                    .collect(),
-            )),
+            Some(f) => {
+                let selection = self.collection.select(&|d| f.keeps(d))?;
+                missing = selection.missing;
+                Some(Arc::new(selection.docs))
+            }
             None => None,
         };
-        Ok(PreparedQuery {
+        let query = PreparedQuery {
             text: request.query.clone(),
             text_embedding,
             page_embedding: embed_visual(&self.page_embedder, PageRoute::NAME)?,
             late_embedding: embed_visual(&self.late_embedder, LateRoute::NAME)?,
             allowed,
-        })
+        };
+        Ok((query, missing))
     }
 
     /// Runs a search: retrieval, fusion, the request's defense and re-ranker over the top

@@ -240,6 +240,9 @@ pub struct Health {
     /// Passages in it (absent while the collection cannot be read).
     #[serde(skip_serializing_if = "Option::is_none")]
     passages: Option<usize>,
+    /// `shard: reason` for each shard that did not answer; their documents are not counted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    missing: Vec<String>,
     /// Where the collection lives: the index directory, or the database URL without its
     /// password.
     store: String,
@@ -266,9 +269,10 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError
     let names = |v: Vec<&str>| v.into_iter().map(String::from).collect();
     Ok(Json(Health {
         status: "ok",
-        generation: stats.and_then(|s| s.generation),
-        documents: stats.map(|s| s.documents),
-        passages: stats.map(|s| s.passages),
+        generation: stats.as_ref().and_then(|s| s.generation),
+        documents: stats.as_ref().map(|s| s.documents),
+        passages: stats.as_ref().map(|s| s.passages),
+        missing: stats.map(|s| s.missing).unwrap_or_default(),
         store: pipeline.collection().location(),
         routes: names(pipeline.route_names()),
         rerankers: names(pipeline.reranker_names()),
@@ -285,7 +289,8 @@ pub struct Ready {
     /// Served index generation (embedded store only).
     #[serde(skip_serializing_if = "Option::is_none")]
     generation: Option<u64>,
-    /// Why the newest generation could not be opened (the previous one still serves).
+    /// Why the newest generation could not be opened (the previous one still serves), or
+    /// which shards do not answer (searches still do, without their documents).
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<String>,
 }
@@ -307,7 +312,10 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> 
     Ok(Json(Ready {
         status: "ready",
         generation: stats.generation,
-        warning: state.index.reload_error(),
+        warning: state.index.reload_error().or_else(|| {
+            (!stats.missing.is_empty())
+                .then(|| format!("shards not answering: {}", stats.missing.join("; ")))
+        }),
     }))
 }
 

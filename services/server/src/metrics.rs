@@ -136,7 +136,7 @@ impl Metrics {
             "Ingestion tasks waiting to run.",
             state.ingest.as_ref().map_or(0, |i| i.queued()) as f64,
         );
-        if let Some(generation) = stats.and_then(|s| s.generation) {
+        if let Some(generation) = stats.as_ref().and_then(|s| s.generation) {
             gauge(
                 &mut out,
                 "folio_index_generation",
@@ -144,7 +144,7 @@ impl Metrics {
                 generation as f64,
             );
         }
-        if let Some(s) = stats {
+        if let Some(s) = &stats {
             gauge(
                 &mut out,
                 "folio_index_documents",

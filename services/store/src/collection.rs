@@ -1,7 +1,7 @@
 //! The seam between search and storage. [`Collection`] is what the routes and the service
 //! read; [`CollectionWriter`] is what the indexer writes. The embedded store ([`Store`],
 //! [`StoreWriter`]) implements both here; folio-pg implements them over PostgreSQL, and
-//! folio-search's shard set over several collections.
+//! [`crate::Shards`] / [`crate::ShardWriter`] over several collections.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// What a collection holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CollectionStats {
     /// Documents.
     pub documents: usize,
@@ -23,6 +23,18 @@ pub struct CollectionStats {
     pub passages: usize,
     /// The generation being read, for a store that has generations (the embedded one).
     pub generation: Option<u64>,
+    /// `shard: reason` for each part that did not answer (its documents are not counted).
+    pub missing: Vec<String>,
+}
+
+/// The documents a metadata filter keeps, and the parts of the collection that did not
+/// answer (their documents cannot be kept, or searched).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selection {
+    /// The kept documents.
+    pub docs: DocSet,
+    /// `shard: reason` for each part that did not answer.
+    pub missing: Vec<String>,
 }
 
 /// A searchable collection of documents: one generation of the embedded index, a
@@ -47,6 +59,18 @@ pub trait Collection: Send + Sync {
     fn stats(&self) -> Result<CollectionStats, StoreError>;
     /// Every document, by id.
     fn documents(&self) -> Result<Vec<Document>, StoreError>;
+    /// The documents `keeps` accepts.
+    fn select(&self, keeps: &dyn Fn(&Document) -> bool) -> Result<Selection, StoreError> {
+        Ok(Selection {
+            docs: self
+                .documents()?
+                .into_iter()
+                .filter(|d| keeps(d))
+                .map(|d| d.doc_id)
+                .collect(),
+            missing: Vec::new(),
+        })
+    }
     /// One document.
     fn document(&self, id: &DocId) -> Result<Option<Document>, StoreError>;
     /// One passage, by the id a search returned.
@@ -82,8 +106,12 @@ pub trait CollectionWriter: Send {
     fn location(&self) -> String;
     /// The models this writer builds with.
     fn models(&self) -> &IndexModels;
+    /// One document, as the writer sees it (what it put included).
+    fn document(&mut self, id: &DocId) -> Result<Option<Document>, StoreError>;
     /// The document with this content hash, if indexed.
     fn find_by_hash(&mut self, content_hash: &str) -> Result<Option<Document>, StoreError>;
+    /// The document indexed from this path, if any.
+    fn find_by_path(&mut self, path: &str) -> Result<Option<Document>, StoreError>;
     /// Replaces a document's metadata.
     fn set_meta(&mut self, id: &DocId, meta: DocMeta) -> Result<(), StoreError>;
     /// Adds a document with one vector per passage and its page-image embeddings, replacing
@@ -156,11 +184,23 @@ impl Collection for Store {
             pages: self.manifest().pages,
             passages: self.passage_count(),
             generation: Some(self.manifest().generation),
+            missing: Vec::new(),
         })
     }
 
     fn documents(&self) -> Result<Vec<Document>, StoreError> {
         Ok(Store::documents(self).values().cloned().collect())
+    }
+
+    fn select(&self, keeps: &dyn Fn(&Document) -> bool) -> Result<Selection, StoreError> {
+        Ok(Selection {
+            docs: Store::documents(self)
+                .values()
+                .filter(|d| keeps(d))
+                .map(|d| d.doc_id.clone())
+                .collect(),
+            missing: Vec::new(),
+        })
     }
 
     fn document(&self, id: &DocId) -> Result<Option<Document>, StoreError> {
@@ -214,8 +254,16 @@ impl CollectionWriter for StoreWriter {
         StoreWriter::models(self)
     }
 
+    fn document(&mut self, id: &DocId) -> Result<Option<Document>, StoreError> {
+        Ok(StoreWriter::document(self, id).cloned())
+    }
+
     fn find_by_hash(&mut self, content_hash: &str) -> Result<Option<Document>, StoreError> {
         Ok(StoreWriter::find_by_hash(self, content_hash).cloned())
+    }
+
+    fn find_by_path(&mut self, path: &str) -> Result<Option<Document>, StoreError> {
+        Ok(StoreWriter::find_by_path(self, path).cloned())
     }
 
     fn set_meta(&mut self, id: &DocId, meta: DocMeta) -> Result<(), StoreError> {

@@ -33,6 +33,7 @@ mod images;
 mod late;
 mod manifest;
 mod page;
+mod shards;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,11 +44,12 @@ use thiserror::Error;
 use tracing::info;
 
 pub use ann::{AnnIndex, AnnMetric, AnnOptions, AnnStorage};
-pub use collection::{Collection, CollectionStats, CollectionWriter};
+pub use collection::{Collection, CollectionStats, CollectionWriter, Selection};
 pub use exact::ExactIndex;
 pub use images::{PageImageKind, page_image_path};
 pub use late::{LateIndex, TokenMatrix, maxsim};
 pub use manifest::{FORMAT_VERSION, Manifest, RouteModel, generation_dir};
+pub use shards::{MAX_SHARDS, SHARD_BITS, ShardWriter, Shards, shard_of};
 pub use writer::{CommitOutcome, IndexModels, PageEmbeddings, StoreWriter};
 
 use bm25::Bm25Index;
