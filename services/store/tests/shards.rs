@@ -3,7 +3,7 @@
 //! or is too slow is reported missing while the others answer.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,11 +66,11 @@ fn put(w: &mut dyn CollectionWriter, text: &HashEmbedder, i: usize, version: &st
         .expect("put");
 }
 
-/// `n` embedded shards under `root` holding the corpus, written through a shard writer; and
-/// one embedded index holding it all.
-fn corpus(root: &Path, n: usize, text: &HashEmbedder) -> anyhow::Result<(Shards, Store)> {
-    let models = IndexModels::text(text.info(), None);
-    let dirs: Vec<_> = (0..n).map(|i| root.join(format!("shard{i}"))).collect();
+/// A writer over embedded shards in `dirs`.
+fn shard_writer(
+    dirs: &[PathBuf],
+    models: &IndexModels,
+) -> anyhow::Result<Box<dyn CollectionWriter>> {
     let writers = dirs
         .iter()
         .map(|d| {
@@ -78,7 +78,24 @@ fn corpus(root: &Path, n: usize, text: &HashEmbedder) -> anyhow::Result<(Shards,
                 .map(|w| Box::new(w) as Box<dyn CollectionWriter>)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut sharded: Box<dyn CollectionWriter> = Box::new(ShardWriter::new(writers)?);
+    Ok(Box::new(ShardWriter::new(writers)?))
+}
+
+/// The embedded shards in `dirs`, read together.
+fn open_shards(dirs: &[PathBuf]) -> anyhow::Result<Shards> {
+    let shards = dirs
+        .iter()
+        .map(|d| Store::open(d).map(|s| Arc::new(s) as Arc<dyn Collection>))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Shards::new(shards, TIMEOUT)?)
+}
+
+/// `n` embedded shards under `root` holding the corpus, written through a shard writer; and
+/// one embedded index holding it all.
+fn corpus(root: &Path, n: usize, text: &HashEmbedder) -> anyhow::Result<(Shards, Store)> {
+    let models = IndexModels::text(text.info(), None);
+    let dirs: Vec<_> = (0..n).map(|i| root.join(format!("shard{i}"))).collect();
+    let mut sharded = shard_writer(&dirs, &models)?;
     let whole_dir = root.join("whole");
     let mut whole = StoreWriter::open_with(&whole_dir, models)?;
     for i in 0..DOCS {
@@ -87,11 +104,7 @@ fn corpus(root: &Path, n: usize, text: &HashEmbedder) -> anyhow::Result<(Shards,
     }
     sharded.commit()?;
     whole.commit()?;
-    let shards = dirs
-        .iter()
-        .map(|d| Store::open(d).map(|s| Arc::new(s) as Arc<dyn Collection>))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((Shards::new(shards, TIMEOUT)?, Store::open(&whole_dir)?))
+    Ok((open_shards(&dirs)?, Store::open(&whole_dir)?))
 }
 
 /// The text and score of each passage hit.
@@ -196,16 +209,7 @@ fn a_new_version_in_another_shard_replaces_the_old_one() -> anyhow::Result<()> {
     let text = HashEmbedder::new(16);
     let models = IndexModels::text(text.info(), None);
     let dirs: Vec<_> = (0..4).map(|i| tmp.path().join(format!("s{i}"))).collect();
-    let open = || -> anyhow::Result<Box<dyn CollectionWriter>> {
-        let writers = dirs
-            .iter()
-            .map(|d| {
-                StoreWriter::open_with(d, models.clone())
-                    .map(|w| Box::new(w) as Box<dyn CollectionWriter>)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Box::new(ShardWriter::new(writers)?))
-    };
+    let open = || shard_writer(&dirs, &models);
     // A version of file 3 whose id lands in another shard than the first version's.
     let old = DocId("doc3".into());
     let version = (0..100)
@@ -228,11 +232,7 @@ fn a_new_version_in_another_shard_replaces_the_old_one() -> anyhow::Result<()> {
     );
     assert_eq!(w.find_by_hash("hash3")?, None);
     w.commit()?;
-    let shards = dirs
-        .iter()
-        .map(|d| Store::open(d).map(|s| Arc::new(s) as Arc<dyn Collection>))
-        .collect::<Result<Vec<_>, _>>()?;
-    let shards = Shards::new(shards, TIMEOUT)?;
+    let shards = open_shards(&dirs)?;
     let paths: Vec<String> = Collection::documents(&shards)?
         .into_iter()
         .map(|d| d.path)
