@@ -53,6 +53,33 @@ pub fn shard_of(id: &DocId, shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
+/// The models every one of the shards (location, models) holds; an error unless there are
+/// between 1 and [`MAX_SHARDS`] of them and they all hold the same.
+fn common_models(
+    mut shards: impl ExactSizeIterator<Item = (String, IndexModels)>,
+) -> Result<IndexModels, StoreError> {
+    let n = shards.len();
+    if n > MAX_SHARDS {
+        return Err(StoreError::Invalid(format!(
+            "{n} shards: at most {MAX_SHARDS} are supported"
+        )));
+    }
+    let Some((first, models)) = shards.next() else {
+        return Err(StoreError::Invalid(
+            "a shard set needs at least one shard".into(),
+        ));
+    };
+    for (location, other) in shards {
+        if other != models {
+            return Err(StoreError::Invalid(format!(
+                "shard {location} was built with other models than shard {first}: every \
+                 shard of a collection needs the same models"
+            )));
+        }
+    }
+    Ok(models)
+}
+
 /// A passage id of shard `shard`, qualified to be unique across the shards.
 fn qualify(shard: usize, local: PassageId) -> Option<PassageId> {
     (local >> LOCAL_BITS == 0).then_some(((shard as u64) << LOCAL_BITS) | local)
@@ -96,28 +123,7 @@ impl Shards {
     /// each of which must answer a call within `timeout`. The shards must hold the same
     /// models.
     pub fn new(shards: Vec<Arc<dyn Collection>>, timeout: Duration) -> Result<Self, StoreError> {
-        let Some(first) = shards.first() else {
-            return Err(StoreError::Invalid(
-                "a shard set needs at least one shard".into(),
-            ));
-        };
-        if shards.len() > MAX_SHARDS {
-            return Err(StoreError::Invalid(format!(
-                "{} shards: at most {MAX_SHARDS} are supported",
-                shards.len()
-            )));
-        }
-        let models = first.models();
-        for s in &shards[1..] {
-            if s.models() != models {
-                return Err(StoreError::Invalid(format!(
-                    "shard {} was built with other models than shard {}: every shard of a \
-                     collection needs the same models",
-                    s.location(),
-                    first.location()
-                )));
-            }
-        }
+        let models = common_models(shards.iter().map(|s| (s.location(), s.models())))?;
         Ok(Shards {
             shards: shards
                 .into_iter()
@@ -445,28 +451,7 @@ impl ShardWriter {
     /// A writer over one writer per shard, in shard order (the order of the [`Shards`] that
     /// will read them). The writers must hold the same models.
     pub fn new(writers: Vec<Box<dyn CollectionWriter>>) -> Result<Self, StoreError> {
-        let Some(first) = writers.first() else {
-            return Err(StoreError::Invalid(
-                "a shard set needs at least one shard".into(),
-            ));
-        };
-        if writers.len() > MAX_SHARDS {
-            return Err(StoreError::Invalid(format!(
-                "{} shards: at most {MAX_SHARDS} are supported",
-                writers.len()
-            )));
-        }
-        let models = first.models().clone();
-        for w in &writers[1..] {
-            if w.models() != &models {
-                return Err(StoreError::Invalid(format!(
-                    "shard {} was built with other models than shard {}: every shard of a \
-                     collection needs the same models",
-                    w.location(),
-                    first.location()
-                )));
-            }
-        }
+        let models = common_models(writers.iter().map(|w| (w.location(), w.models().clone())))?;
         Ok(ShardWriter { writers, models })
     }
 
