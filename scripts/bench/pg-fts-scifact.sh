@@ -59,6 +59,17 @@ CREATE TABLE queries (qid text PRIMARY KEY, text text NOT NULL);
 \copy docs (doc_id, text) FROM '$out/corpus.tsv'
 \copy queries (qid, text) FROM '$out/queries.tsv'
 CREATE INDEX ON docs USING gin (tsv);
+-- BM25's statistics (k1 1.2, b 0.75, tantivy's IDF): each document's length in lexeme
+-- occurrences, the average, and each lexeme's IDF from its document frequency.
+ALTER TABLE docs ADD COLUMN dl float8;
+UPDATE docs SET dl = (SELECT coalesce(sum(coalesce(array_length(positions, 1), 1)), 0)
+                      FROM unnest(tsv));
+CREATE TABLE bm25_avgdl AS SELECT avg(dl) AS avgdl, count(*) AS n FROM docs;
+CREATE TABLE bm25_idf AS
+  SELECT word AS lexeme, ln(1 + (a.n - ndoc + 0.5) / (ndoc + 0.5)) AS idf,
+         ndoc > greatest(0.1 * a.n, 1000) AS common
+  FROM ts_stat('SELECT tsv FROM docs'), bm25_avgdl a;
+CREATE UNIQUE INDEX ON bm25_idf (lexeme);
 ANALYZE docs;
 SQL
 
@@ -94,3 +105,39 @@ SQL
   "$folio" eval metrics --qrels "$data/qrels/test.tsv" --run "$out/$name.trec" \
     --metric ndcg@10,recall@100,mrr@10
 done
+
+# BM25 as folio_pg's lexical route computes it (services/pg/src/bm25.rs): the formula over
+# each document's lexeme counts, candidates from the query's lexemes that are not common
+# (held by more than 10 % of the documents and more than 1,000), or from all of them when
+# every one is common.
+start=$(date +%s.%N)
+psql -A -F ' ' -t <<SQL > "$out/bm25.trec"
+SELECT q.qid, 'Q0', p.doc_id, row_number() OVER (PARTITION BY q.qid ORDER BY p.score DESC, p.doc_id),
+       p.score, 'pg-bm25'
+FROM queries q,
+LATERAL (
+  SELECT array_agg(i.lexeme) AS terms,
+         coalesce(array_agg(i.lexeme) FILTER (WHERE NOT i.common), array_agg(i.lexeme)) AS cands
+  FROM (SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', q.text))) l
+  JOIN bm25_idf i USING (lexeme)
+) t,
+LATERAL (
+  SELECT d.doc_id,
+         (SELECT sum(i.idf * u.tf * 2.2 / (u.tf + 1.2 * (0.25 + 0.75 * d.dl / a.avgdl)))
+          FROM (SELECT lexeme, coalesce(array_length(positions, 1), 1)::float8 AS tf
+                FROM unnest(d.tsv)) u
+          JOIN bm25_idf i USING (lexeme), bm25_avgdl a
+          WHERE u.lexeme = ANY (t.terms)) AS score
+  FROM docs d
+  WHERE t.terms IS NOT NULL
+    AND d.tsv @@ (SELECT string_agg(quote_literal(c), ' | ')::tsquery FROM unnest(t.cands) c)
+  ORDER BY score DESC, d.doc_id
+  LIMIT 100
+) p
+ORDER BY q.qid, 4;
+SQL
+end=$(date +%s.%N)
+secs=$(python3 -c "print(f'{$end - $start:.1f}')")
+echo "== bm25 ($(wc -l < "$out/queries.tsv") queries in $secs s)"
+"$folio" eval metrics --qrels "$data/qrels/test.tsv" --run "$out/bm25.trec" \
+  --metric ndcg@10,recall@100,mrr@10

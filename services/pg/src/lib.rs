@@ -16,14 +16,14 @@
 //!   and an acknowledged write is durable (synchronous commit).
 //! - [`PgStore::dense`] and [`PgStore::pages`] are approximate nearest-neighbour searches
 //!   (cosine); [`PgStore::late`] is MaxSim over stored token vectors; [`PgStore::lexical`] is
-//!   PostgreSQL full-text search: any of the query's English lexemes, ranked by `ts_rank`
-//!   with log-length normalisation. That is not BM25 (no IDF) and measures worse on SciFact
-//!   (nDCG@10 0.607 against tantivy BM25's 0.686, `scripts/bench/pg-fts-scifact.sh`).
+//!   BM25 over PostgreSQL's English full-text vectors, from collection statistics read at
+//!   query time (see the `bm25` module).
 //!
 //! The same type reads a streaming replica (`connect_replica`: no migrations, read-only), and
 //! [`PgCluster`] routes reads to healthy replicas (within a WAL lag bound, round-robin, with
 //! failover to the primary) and writes to the primary.
 
+mod bm25;
 mod cluster;
 mod collection;
 mod pool;
@@ -44,7 +44,7 @@ pub use vector::HalfVector;
 use pool::{Pool, Pooled};
 
 /// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: [(i32, &str, &str); 2] = [
+const MIGRATIONS: [(i32, &str, &str); 3] = [
     (
         1,
         "documents",
@@ -55,6 +55,7 @@ const MIGRATIONS: [(i32, &str, &str); 2] = [
         "page_routes",
         include_str!("../migrations/0002_page_routes.sql"),
     ),
+    (3, "bm25", include_str!("../migrations/0003_bm25.sql")),
 ];
 
 /// Key of the advisory lock migrations run under (any fixed number; "folio" in ASCII).
@@ -114,6 +115,8 @@ pub struct PgStore {
     pool: Pool,
     /// HNSW ef_search of the following searches.
     ef_search: AtomicUsize,
+    /// The lexical route's collection statistics.
+    term_stats: bm25::StatsCache,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -180,6 +183,7 @@ impl PgStore {
         Ok(PgStore {
             pool: Pool::open(url, read_only)?,
             ef_search: AtomicUsize::new(DEFAULT_EF_SEARCH),
+            term_stats: bm25::StatsCache::default(),
         })
     }
 
@@ -766,34 +770,6 @@ impl PgStore {
         });
         scored.truncate(k);
         Ok(scored)
-    }
-
-    /// The `k` passages that best match any of the query's English lexemes (PostgreSQL
-    /// full-text search, `ts_rank` normalised by log length: the best of the four rankings
-    /// `scripts/bench/pg-fts-scifact.sh` compares), best first, with their rank value.
-    pub fn lexical(
-        &self,
-        query: &str,
-        k: usize,
-        keep: Option<&[String]>,
-    ) -> Result<Vec<Hit>, PgError> {
-        let rows = self
-            .client()?
-            .query(
-                "WITH q AS (
-                     SELECT to_tsquery('english', string_agg(quote_literal(lexeme), ' | ')) AS q
-                     FROM unnest(to_tsvector('english', $1))
-                 )
-                 SELECT p.id, p.doc_id, p.page, ts_rank(p.tsv, q.q, 1) AS rank
-                 FROM passages p, q
-                 WHERE q.q IS NOT NULL AND p.tsv @@ q.q
-                   AND ($3::text[] IS NULL OR p.doc_id = ANY($3))
-                 ORDER BY rank DESC, p.id
-                 LIMIT $2",
-                &[&query, &(k as i64), &keep],
-            )
-            .map_err(sql("full-text search"))?;
-        Ok(rows.iter().map(passage_hit).collect())
     }
 
     /// The primary's current WAL position (`pg_current_wal_lsn`), for waiting until a

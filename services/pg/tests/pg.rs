@@ -102,11 +102,11 @@ fn documents_round_trip_and_both_searches_find_them_on_primary_and_replica() -> 
         return Ok(());
     };
     let store = PgStore::connect(&cluster.primary)?;
-    assert_eq!(store.applied_migrations()?, [1, 2]);
+    assert_eq!(store.applied_migrations()?, [1, 2, 3]);
     // Migrations are applied once: a second connection finds nothing to do.
     assert_eq!(
         PgStore::connect(&cluster.primary)?.applied_migrations()?,
-        [1, 2]
+        [1, 2, 3]
     );
 
     let embedder = HashEmbedder::new(32);
@@ -301,4 +301,121 @@ fn a_server_that_is_not_there_is_named() {
         text.contains("127.0.0.1:1") && !text.contains("pw"),
         "{text}"
     );
+}
+
+/// BM25 in PostgreSQL scores what the formula gives on PostgreSQL's own lexemes (computed
+/// here from `to_tsvector`'s counts), and a lexeme more than 1,000 passages and 10 % of them
+/// hold brings no candidates of its own unless every query lexeme is that common.
+#[test]
+fn lexical_search_is_bm25_over_the_english_lexemes() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let embedder = HashEmbedder::new(16);
+    PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    let store = PgStore::connect(&cluster.primary)?;
+    // "report" is in every passage; "zebra" in some, repeated and at several lengths.
+    let texts: [&[&str]; 4] = [
+        &[
+            "zebra report",
+            "zebra zebra zebra report on the grassland herds",
+        ],
+        &["a long report about rivers, deltas, sediment and one zebra crossing"],
+        &[
+            "report",
+            "the quarterly report lists revenue, costs and margins",
+        ],
+        &["zebras and giraffes report to the waterhole at dusk"],
+    ];
+    // And 1,200 filler passages that hold "report" too, which makes it a common lexeme.
+    let filler: Vec<String> = (0..1200).map(|i| format!("report number{i}")).collect();
+    let filler: Vec<&str> = filler.iter().map(String::as_str).collect();
+    for (i, t) in texts.iter().chain([&filler[..]].iter()).enumerate() {
+        let (doc, pages, passages) = document(&format!("d{i}"), t);
+        let vectors: Vec<Vec<f32>> = t.iter().map(|x| embedder.embed(x)).collect();
+        store.put_document(
+            &doc,
+            &pages,
+            &passages,
+            &vectors,
+            &PageEmbeddings::default(),
+        )?;
+    }
+
+    // The formula, on the lexeme counts PostgreSQL gives each passage.
+    let mut client = postgres::Client::connect(&cluster.primary, postgres::NoTls)?;
+    let rows = client.query(
+        "SELECT p.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)
+         FROM passages p, unnest(to_tsvector('english', p.text)) u",
+        &[],
+    )?;
+    let mut counts: std::collections::HashMap<i64, Vec<(String, f64)>> = Default::default();
+    for r in rows {
+        counts
+            .entry(r.get(0))
+            .or_default()
+            .push((r.get(1), f64::from(r.get::<_, i32>(2))));
+    }
+    let n = counts.len() as f64;
+    let length = |id: &i64| counts[id].iter().map(|c| c.1).sum::<f64>();
+    let avgdl = counts.keys().map(length).sum::<f64>() / n;
+    let df = |lexeme: &str| {
+        counts
+            .values()
+            .filter(|c| c.iter().any(|(l, _)| l == lexeme))
+            .count() as f64
+    };
+    let expected = |lexemes: &[&str]| -> Vec<(i64, f64)> {
+        let mut scored: Vec<(i64, f64)> = counts
+            .iter()
+            .filter_map(|(id, c)| {
+                let mut score = 0.0;
+                let mut matched = false;
+                for l in lexemes {
+                    if let Some((_, tf)) = c.iter().find(|(x, _)| x == l) {
+                        matched = true;
+                        let idf = (1.0 + (n - df(l) + 0.5) / (df(l) + 0.5)).ln();
+                        score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length(id) / avgdl));
+                    }
+                }
+                matched.then_some((*id, score))
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored
+    };
+    let got = |query: &str| -> anyhow::Result<Vec<(i64, f64)>> {
+        Ok(store
+            .lexical(query, 10, None)?
+            .iter()
+            .map(|h| (h.passage.unwrap_or_default() as i64, f64::from(h.score)))
+            .collect())
+    };
+    let same = |got: Vec<(i64, f64)>, want: Vec<(i64, f64)>| {
+        assert_eq!(got.len(), want.len(), "{got:?}\n{want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.0, w.0, "{got:?}\n{want:?}");
+            assert!((g.1 - w.1).abs() < 1e-4 * w.1.max(1.0), "{got:?}\n{want:?}");
+        }
+    };
+    // "Zebras" stems to the same lexeme as "zebra".
+    let zebra = expected(&["zebra"]);
+    assert_eq!(zebra.len(), 4);
+    same(got("zebras")?, zebra);
+    // "report" (in every passage) scores but brings no candidates next to "zebra".
+    let both: Vec<(i64, f64)> = expected(&["zebra", "report"]);
+    assert_eq!(both.len(), 1206);
+    let zebra_ids: Vec<i64> = expected(&["zebra"]).iter().map(|h| h.0).collect();
+    let both: Vec<(i64, f64)> = both
+        .into_iter()
+        .filter(|h| zebra_ids.contains(&h.0))
+        .collect();
+    same(got("zebra reports")?, both);
+    // Alone, the common lexeme finds every passage; no known lexeme finds nothing.
+    let mut report = expected(&["report"]);
+    report.truncate(10);
+    same(got("reporting")?, report);
+    assert!(got("the of and")?.is_empty());
+    assert!(got("xylophone")?.is_empty());
+    Ok(())
 }

@@ -23,6 +23,10 @@
 //! by an atomic manifest swap (write, fsync, rename, fsync the directory), so a crash at any
 //! moment leaves the last committed generation intact. A [`Store`] reads the generation that
 //! was current when it opened.
+//!
+//! The crate also holds the seam every backend implements ([`Collection`],
+//! [`CollectionWriter`]) and [`Shards`] / [`ShardWriter`], which split one collection
+//! across several of any backend by document-id hash.
 
 mod ann;
 mod bm25;
