@@ -2,13 +2,15 @@
 //! [`Collection`] (reads on the replicas, failing over to the primary) and [`PgWriter`] a
 //! [`CollectionWriter`] (each document durable in the primary when it is put).
 
+use std::collections::HashSet;
+
 use folio_core::{DocId, DocMeta, Document, Found, Page, PageKey, Passage, PassageId};
 use folio_store::{
     Collection, CollectionStats, CollectionWriter, CommitOutcome, DocSet, IndexModels,
-    PageEmbeddings, PageImageKind, StoreError,
+    PageEmbeddings, PageImageKind, StoreError, StoredImage,
 };
 
-use crate::{PgCluster, PgError, PgStore};
+use crate::{PageImageRow, PgCluster, PgError, PgStore};
 
 impl From<PgError> for StoreError {
     fn from(e: PgError) -> Self {
@@ -84,6 +86,18 @@ impl Collection for PgCluster {
         Ok(self.read(|s| s.first_passage(page))?)
     }
 
+    fn page_image(
+        &self,
+        key: &PageKey,
+        kind: PageImageKind,
+    ) -> Result<Option<StoredImage>, StoreError> {
+        Ok(self.read(|s| s.page_image(key, kind))?)
+    }
+
+    fn pages_with_images(&self, keys: &[PageKey]) -> Result<HashSet<PageKey>, StoreError> {
+        Ok(self.read(|s| s.pages_with_images(keys))?)
+    }
+
     fn set_ef_search(&self, ef: usize) {
         PgCluster::set_ef_search(self, ef);
     }
@@ -131,10 +145,13 @@ impl Collection for PgCluster {
 }
 
 /// Writes documents into a PostgreSQL collection (its primary). Each document is durable
-/// when [`CollectionWriter::put_document`] returns; several writers may run at once.
+/// when [`CollectionWriter::put_document`] returns; several writers may run at once. Page
+/// images put before their document are held until it is put, and written with it.
 pub struct PgWriter {
     store: PgStore,
     models: IndexModels,
+    /// Page images waiting for their document.
+    images: Vec<(DocId, PageImageRow)>,
 }
 
 impl std::fmt::Debug for PgWriter {
@@ -151,7 +168,11 @@ impl PgWriter {
     pub fn open(url: &str, models: IndexModels) -> Result<Self, PgError> {
         let store = PgStore::connect(url)?;
         store.set_models(&models)?;
-        Ok(PgWriter { store, models })
+        Ok(PgWriter {
+            store,
+            models,
+            images: Vec::new(),
+        })
     }
 
     /// Connects to an existing collection with the models it was built with (to remove
@@ -164,7 +185,11 @@ impl PgWriter {
                 store.url()
             ))
         })?;
-        Ok(PgWriter { store, models })
+        Ok(PgWriter {
+            store,
+            models,
+            images: Vec::new(),
+        })
     }
 
     /// The primary.
@@ -207,22 +232,44 @@ impl CollectionWriter for PgWriter {
         vectors: Vec<Vec<f32>>,
         page_embeddings: PageEmbeddings,
     ) -> Result<(), StoreError> {
+        // The document's images go in with it (or, if it fails, nowhere); any others wait for
+        // their own document.
+        let (images, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.images)
+            .into_iter()
+            .partition(|(id, _)| *id == doc.doc_id);
+        self.images = others;
+        let images: Vec<PageImageRow> = images.into_iter().map(|(_, row)| row).collect();
         self.models
             .check_passage_vectors(passages.len(), &vectors)?;
         self.models
             .check_page_embeddings(doc.pages, &page_embeddings)?;
-        self.store
-            .put_document(&doc, &pages, &passages, &vectors, &page_embeddings)?;
+        self.store.put_document_with_images(
+            &doc,
+            &pages,
+            &passages,
+            &vectors,
+            &page_embeddings,
+            &images,
+        )?;
         Ok(())
     }
 
     fn put_page_image(
         &mut self,
-        _key: &PageKey,
-        _kind: PageImageKind,
-        _png: &[u8],
+        key: &PageKey,
+        kind: PageImageKind,
+        png: &[u8],
     ) -> Result<(), StoreError> {
-        // Page images are files of the embedded store; the database keeps none.
+        self.images
+            .retain(|(id, row)| !(*id == key.doc_id && row.page == key.page && row.kind == kind));
+        self.images.push((
+            key.doc_id.clone(),
+            PageImageRow {
+                page: key.page,
+                kind,
+                png: png.to_vec(),
+            },
+        ));
         Ok(())
     }
 

@@ -29,10 +29,13 @@ mod collection;
 mod pool;
 mod vector;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use folio_core::{BBox, DocId, DocMeta, Document, Hit, Page, PageKey, Passage, PassageId};
-use folio_store::{IndexModels, PageEmbeddings, RouteModel, TokenMatrix, maxsim};
+use folio_store::{
+    IndexModels, PageEmbeddings, PageImageKind, RouteModel, StoredImage, TokenMatrix, maxsim,
+};
 use postgres::Transaction;
 use thiserror::Error;
 use tracing::info;
@@ -44,7 +47,7 @@ pub use vector::HalfVector;
 use pool::{Pool, Pooled};
 
 /// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: [(i32, &str, &str); 3] = [
+const MIGRATIONS: [(i32, &str, &str); 4] = [
     (
         1,
         "documents",
@@ -56,6 +59,11 @@ const MIGRATIONS: [(i32, &str, &str); 3] = [
         include_str!("../migrations/0002_page_routes.sql"),
     ),
     (3, "bm25", include_str!("../migrations/0003_bm25.sql")),
+    (
+        4,
+        "page_images",
+        include_str!("../migrations/0004_page_images.sql"),
+    ),
 ];
 
 /// Key of the advisory lock migrations run under (any fixed number; "folio" in ASCII).
@@ -378,6 +386,20 @@ impl PgStore {
         vectors: &[Vec<f32>],
         page_embeddings: &PageEmbeddings,
     ) -> Result<Vec<PassageId>, PgError> {
+        self.put_document_with_images(doc, pages, passages, vectors, page_embeddings, &[])
+    }
+
+    /// [`PgStore::put_document`] with the document's page images (PNG), in the same
+    /// transaction.
+    pub fn put_document_with_images(
+        &self,
+        doc: &Document,
+        pages: &[Page],
+        passages: &[Passage],
+        vectors: &[Vec<f32>],
+        page_embeddings: &PageEmbeddings,
+        images: &[PageImageRow],
+    ) -> Result<Vec<PassageId>, PgError> {
         if passages.len() != vectors.len() {
             return Err(PgError::Invalid(format!(
                 "{} passages but {} vectors",
@@ -483,9 +505,75 @@ impl PgStore {
                 .map_err(sql(format!("inserting token centroids of {}", doc.doc_id)))?;
             }
         }
+        for image in images {
+            tx.execute(
+                "INSERT INTO page_images (doc_id, page, kind, png) VALUES ($1, $2, $3, $4)",
+                &[
+                    &doc.doc_id.0,
+                    &page_of(image.page)?,
+                    &image_kind(image.kind),
+                    &image.png,
+                ],
+            )
+            .map_err(sql(format!("inserting a page image of {}", doc.doc_id)))?;
+        }
         tx.commit()
             .map_err(sql(format!("committing document {}", doc.doc_id)))?;
         Ok(ids)
+    }
+
+    /// A stored page image.
+    pub fn page_image(
+        &self,
+        key: &PageKey,
+        kind: PageImageKind,
+    ) -> Result<Option<StoredImage>, PgError> {
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT png, left(md5(png), 16) FROM page_images
+                 WHERE doc_id = $1 AND page = $2 AND kind = $3",
+                &[&key.doc_id.0, &page_number(key)?, &image_kind(kind)],
+            )
+            .map_err(sql("reading a page image"))?;
+        Ok(row.map(|r| StoredImage {
+            png: r.get(0),
+            tag: format!(
+                "{}-{}-{}-{}",
+                key.doc_id,
+                key.page,
+                image_kind(kind),
+                r.get::<_, String>(1)
+            ),
+        }))
+    }
+
+    /// Which of `keys` have a stored page image.
+    pub fn pages_with_images(&self, keys: &[PageKey]) -> Result<HashSet<PageKey>, PgError> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let docs: Vec<&str> = keys.iter().map(|k| k.doc_id.0.as_str()).collect();
+        let pages = keys
+            .iter()
+            .map(page_number)
+            .collect::<Result<Vec<i32>, _>>()?;
+        let rows = self
+            .client()?
+            .query(
+                "SELECT i.doc_id, i.page FROM page_images i
+                 JOIN unnest($1::text[], $2::int[]) AS k(doc_id, page) USING (doc_id, page)
+                 WHERE i.kind = 0",
+                &[&docs, &pages],
+            )
+            .map_err(sql("finding page images"))?;
+        Ok(rows
+            .iter()
+            .map(|r| PageKey {
+                doc_id: DocId(r.get(0)),
+                page: r.get::<_, i32>(1) as u32,
+            })
+            .collect())
     }
 
     /// Replaces a document's metadata; whether the document is there.
@@ -804,6 +892,24 @@ impl PgStore {
             .query_one("SELECT pg_is_in_recovery()", &[])
             .map_err(sql("asking whether the server is a replica"))?;
         Ok(row.get(0))
+    }
+}
+
+/// A page image to store with its document.
+#[derive(Debug, Clone)]
+pub struct PageImageRow {
+    /// The page number.
+    pub page: u32,
+    /// Which image.
+    pub kind: PageImageKind,
+    /// PNG bytes.
+    pub png: Vec<u8>,
+}
+
+fn image_kind(kind: PageImageKind) -> i16 {
+    match kind {
+        PageImageKind::Page => 0,
+        PageImageKind::Thumbnail => 1,
     }
 }
 

@@ -419,3 +419,84 @@ fn lexical_search_is_bm25_over_the_english_lexemes() -> anyhow::Result<()> {
     assert!(got("xylophone")?.is_empty());
     Ok(())
 }
+
+/// Page images put through the writer are stored with their document, in its transaction:
+/// readable from the replica, gone with the document, and never stored for a document that
+/// failed.
+#[test]
+fn page_images_are_stored_with_their_document() -> anyhow::Result<()> {
+    use folio_store::{Collection, CollectionWriter, PageImageKind};
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let embedder = HashEmbedder::new(16);
+    let mut writer = PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    let (doc, pages, passages) = document("pictured", &["a page with a picture"]);
+    let key = pages[0].key.clone();
+    let png = |n: u8| vec![0x89, b'P', b'N', b'G', n];
+    writer.put_page_image(&key, PageImageKind::Page, &png(1))?;
+    writer.put_page_image(&key, PageImageKind::Thumbnail, &png(2))?;
+    // Put again: the later image replaces the earlier one.
+    writer.put_page_image(&key, PageImageKind::Page, &png(3))?;
+    let vectors = vec![embedder.embed(&passages[0].text)];
+    writer.put_document(
+        doc.clone(),
+        pages,
+        passages,
+        vectors,
+        PageEmbeddings::default(),
+    )?;
+
+    // A document that fails takes its images with it.
+    let (bad, bad_pages, bad_passages) = document("broken", &["text"]);
+    let bad_key = bad_pages[0].key.clone();
+    writer.put_page_image(&bad_key, PageImageKind::Page, &png(9))?;
+    assert!(
+        writer
+            .put_document(
+                bad,
+                bad_pages,
+                bad_passages,
+                Vec::new(),
+                PageEmbeddings::default()
+            )
+            .is_err()
+    );
+
+    let wal = writer.store().wal_position()?;
+    let replica = PgStore::connect_replica(&cluster.replica)?;
+    let started = Instant::now();
+    while replica.replay_lag_bytes(&wal)? > 0 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "replica lags");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cluster_reader = PgCluster::connect(
+        &cluster.primary,
+        std::slice::from_ref(&cluster.replica),
+        ReadRouting::default(),
+    )?;
+    let image = cluster_reader
+        .page_image(&key, PageImageKind::Page)?
+        .expect("the page image");
+    assert_eq!(image.png, png(3));
+    let thumb = cluster_reader
+        .page_image(&key, PageImageKind::Thumbnail)?
+        .expect("the thumbnail");
+    assert_eq!(thumb.png, png(2));
+    assert_ne!(image.tag, thumb.tag);
+    let other = PageKey {
+        doc_id: key.doc_id.clone(),
+        page: 2,
+    };
+    let found = cluster_reader.pages_with_images(&[key.clone(), other.clone(), bad_key.clone()])?;
+    assert_eq!(found, [key.clone()].into());
+    assert_eq!(
+        cluster_reader.page_image(&bad_key, PageImageKind::Page)?,
+        None
+    );
+
+    // Gone with the document.
+    assert!(writer.remove(&doc.doc_id)?);
+    assert_eq!(writer.store().page_image(&key, PageImageKind::Page)?, None);
+    Ok(())
+}

@@ -1,14 +1,12 @@
 //! Documents: list, show, delete, and their stored page images.
 
-use std::time::UNIX_EPOCH;
-
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use folio_core::{DocId, Document, PageKey};
 use folio_search::{TextLayer, title_of};
-use folio_store::{Collection, PageImageKind, StoreError, StoreWriter};
+use folio_store::{Collection, PageImageKind, StoreError, StoreWriter, StoredImage};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
@@ -195,19 +193,23 @@ pub(crate) async fn show(
         let Some(doc) = store.document(&id)? else {
             return Ok(None);
         };
-        let page_info = (1..=doc.pages)
-            .map(|page| {
-                let key = PageKey {
-                    doc_id: doc.doc_id.clone(),
-                    page,
-                };
+        let keys: Vec<PageKey> = (1..=doc.pages)
+            .map(|page| PageKey {
+                doc_id: doc.doc_id.clone(),
+                page,
+            })
+            .collect();
+        let with_images = store.pages_with_images(&keys)?;
+        let page_info = keys
+            .into_iter()
+            .map(|key| {
                 Ok(PageInfo {
-                    page,
+                    page: key.page,
                     text_layer: match store.first_passage(&key)? {
                         Some(_) => TextLayer::Text,
                         None => TextLayer::None,
                     },
-                    image: store.page_image(&key, PageImageKind::Page).is_some(),
+                    image: with_images.contains(&key),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -333,21 +335,14 @@ pub(crate) async fn page_image(
         .parse()
         .map_err(|_| ApiError::NotFound(format!("page {page:?} is not a page number")))?;
     let pipeline = state.index.pipeline();
-    let path = {
+    let image = {
         let doc_id = doc_id.clone();
         blocking("page image", move || {
-            image_path(pipeline.collection(), &doc_id, page, kind)
+            stored_image(pipeline.collection(), &doc_id, page, kind)
         })
         .await??
     };
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| ApiError::Internal(format!("reading a page image: {e}")))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let etag = format!("\"{doc_id}-{page}-{:x}-{modified:x}\"", meta.len());
+    let etag = format!("\"{}\"", image.tag);
     let etag_value = HeaderValue::from_str(&etag)
         .map_err(|e| ApiError::Internal(format!("etag {etag}: {e}")))?;
     let cache = HeaderValue::from_static("private, max-age=3600");
@@ -362,27 +357,24 @@ pub(crate) async fn page_image(
         )
             .into_response());
     }
-    let bytes = blocking("image read", move || std::fs::read(&path))
-        .await?
-        .map_err(|e| ApiError::Internal(format!("reading a page image: {e}")))?;
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
             (header::ETAG, etag_value),
             (header::CACHE_CONTROL, cache),
         ],
-        bytes,
+        image.png,
     )
         .into_response())
 }
 
-/// The stored file of a page image; ids are looked up in the index, never used as paths.
-fn image_path(
+/// A stored page image; ids are looked up in the collection, never used as paths.
+fn stored_image(
     store: &dyn Collection,
     doc_id: &str,
     page: u32,
     kind: PageImageKind,
-) -> Result<std::path::PathBuf, ApiError> {
+) -> Result<StoredImage, ApiError> {
     let doc = store
         .document(&DocId(doc_id.to_string()))?
         .ok_or_else(|| no_document(doc_id))?;
@@ -396,7 +388,7 @@ fn image_path(
         doc_id: doc.doc_id.clone(),
         page,
     };
-    store.page_image(&key, kind).ok_or_else(|| {
+    store.page_image(&key, kind)?.ok_or_else(|| {
         ApiError::NotFound(format!(
             "no stored image for page {page} of {doc_id} (indexed with --no-page-images, or \
              the page did not render)"

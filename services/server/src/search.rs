@@ -5,9 +5,9 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use folio_core::{DocId, PageKey};
-use folio_search::{SearchHit, SearchRequest, Timings};
-use folio_store::PageImageKind;
+use folio_search::{SearchError, SearchHit, SearchRequest, Timings};
 use serde::Serialize;
+use tracing::warn;
 
 use crate::ApiError;
 use crate::error::blocking;
@@ -79,10 +79,29 @@ pub(crate) async fn search(
 ) -> Result<Response, ApiError> {
     let request = read_request(request).await?;
     let pipeline = state.index.pipeline();
-    let response = blocking("search", move || pipeline.search(&request)).await??;
+    let (response, with_images) = blocking("search", move || {
+        let response = pipeline.search(&request)?;
+        let keys: Vec<PageKey> = response
+            .hits
+            .iter()
+            .map(|h| PageKey {
+                doc_id: DocId(h.doc_id.clone()),
+                page: h.page,
+            })
+            .collect();
+        // Image links are a convenience: a collection that cannot say leaves them out.
+        let with_images = pipeline
+            .collection()
+            .pages_with_images(&keys)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "page images could not be looked up");
+                Default::default()
+            });
+        Ok::<_, SearchError>((response, with_images))
+    })
+    .await??;
     state.metrics.record_search(&response.timings);
     let timing = server_timing(&response.timings);
-    let pipeline = state.index.pipeline();
     let hits = response
         .hits
         .into_iter()
@@ -91,15 +110,14 @@ pub(crate) async fn search(
                 doc_id: DocId(hit.doc_id.clone()),
                 page: hit.page,
             };
-            let url = |kind: PageImageKind, name: &str| {
-                pipeline
-                    .collection()
-                    .page_image(&key, kind)
-                    .map(|_| format!("/v1/documents/{}/pages/{}/{name}", hit.doc_id, hit.page))
+            let url = |name: &str| {
+                with_images
+                    .contains(&key)
+                    .then(|| format!("/v1/documents/{}/pages/{}/{name}", hit.doc_id, hit.page))
             };
             ApiHit {
-                image_url: url(PageImageKind::Page, "image"),
-                thumbnail_url: url(PageImageKind::Thumbnail, "thumbnail"),
+                image_url: url("image"),
+                thumbnail_url: url("thumbnail"),
                 hit,
             }
         })

@@ -3,7 +3,8 @@
 //! [`StoreWriter`]) implements both here; folio-pg implements them over PostgreSQL, and
 //! [`crate::Shards`] / [`crate::ShardWriter`] over several collections.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::Path;
 
 use folio_core::{DocId, DocMeta, Document, Found, Hit, Page, PageKey, Passage, PassageId};
 
@@ -25,6 +26,15 @@ pub struct CollectionStats {
     pub generation: Option<u64>,
     /// `shard: reason` for each part that did not answer (its documents are not counted).
     pub missing: Vec<String>,
+}
+
+/// A stored page image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredImage {
+    /// PNG bytes.
+    pub png: Vec<u8>,
+    /// Changes whenever the image does (an HTTP entity tag's content).
+    pub tag: String,
 }
 
 /// The documents a metadata filter keeps, and the parts of the collection that did not
@@ -77,10 +87,14 @@ pub trait Collection: Send + Sync {
     fn passage(&self, id: PassageId) -> Result<Option<Passage>, StoreError>;
     /// The first passage of a page, if it has text.
     fn first_passage(&self, page: &PageKey) -> Result<Option<Passage>, StoreError>;
-    /// The stored image of a page as a file, where the backend keeps page images as files.
-    fn page_image(&self, _key: &PageKey, _kind: PageImageKind) -> Option<PathBuf> {
-        None
-    }
+    /// The stored image of a page, if the collection keeps one.
+    fn page_image(
+        &self,
+        key: &PageKey,
+        kind: PageImageKind,
+    ) -> Result<Option<StoredImage>, StoreError>;
+    /// Which of `keys` have stored images (a page's image and thumbnail are stored together).
+    fn pages_with_images(&self, keys: &[PageKey]) -> Result<HashSet<PageKey>, StoreError>;
     /// How many candidates the approximate searches explore from now on (HNSW ef_search).
     fn set_ef_search(&self, ef: usize);
     /// Lexical search over passage text.
@@ -215,8 +229,42 @@ impl Collection for Store {
         Ok(Store::first_passage(self, page).cloned())
     }
 
-    fn page_image(&self, key: &PageKey, kind: PageImageKind) -> Option<PathBuf> {
-        Store::page_image(self, key, kind)
+    fn page_image(
+        &self,
+        key: &PageKey,
+        kind: PageImageKind,
+    ) -> Result<Option<StoredImage>, StoreError> {
+        let Some(path) = Store::page_image(self, key, kind) else {
+            return Ok(None);
+        };
+        let read = || -> std::io::Result<StoredImage> {
+            let modified = std::fs::metadata(&path)?
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let png = std::fs::read(&path)?;
+            let tag = format!(
+                "{}-{}-{kind:?}-{:x}-{modified:x}",
+                key.doc_id,
+                key.page,
+                png.len()
+            );
+            Ok(StoredImage { png, tag })
+        };
+        match read() {
+            Ok(image) => Ok(Some(image)),
+            // Removed since the check by a commit that dropped the document.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    fn pages_with_images(&self, keys: &[PageKey]) -> Result<HashSet<PageKey>, StoreError> {
+        Ok(keys
+            .iter()
+            .filter(|k| Store::page_image(self, k, PageImageKind::Page).is_some())
+            .cloned()
+            .collect())
     }
 
     fn set_ef_search(&self, ef: usize) {

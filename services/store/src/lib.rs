@@ -48,7 +48,7 @@ use thiserror::Error;
 use tracing::info;
 
 pub use ann::{AnnIndex, AnnMetric, AnnOptions, AnnStorage};
-pub use collection::{Collection, CollectionStats, CollectionWriter, Selection};
+pub use collection::{Collection, CollectionStats, CollectionWriter, Selection, StoredImage};
 pub use exact::ExactIndex;
 pub use images::{PageImageKind, page_image_path};
 pub use late::{LateIndex, TokenMatrix, maxsim};

@@ -19,7 +19,7 @@
 //!   BM25 uses each shard's own term statistics, which differ little when documents are
 //!   spread by hash.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -30,7 +30,7 @@ use tracing::warn;
 
 use crate::{
     Collection, CollectionStats, CollectionWriter, CommitOutcome, DocSet, IndexModels,
-    PageEmbeddings, PageImageKind, Selection, StoreError,
+    PageEmbeddings, PageImageKind, Selection, StoreError, StoredImage,
 };
 
 /// Bits of a passage id that name its shard.
@@ -401,10 +401,28 @@ impl Collection for Shards {
         }))
     }
 
-    fn page_image(&self, key: &PageKey, kind: PageImageKind) -> Option<std::path::PathBuf> {
-        self.shards[self.owner(&key.doc_id)]
-            .collection
-            .page_image(key, kind)
+    fn page_image(
+        &self,
+        key: &PageKey,
+        kind: PageImageKind,
+    ) -> Result<Option<StoredImage>, StoreError> {
+        let key = key.clone();
+        self.ask(self.owner(&key.doc_id), move |c| c.page_image(&key, kind))
+    }
+
+    fn pages_with_images(&self, keys: &[PageKey]) -> Result<HashSet<PageKey>, StoreError> {
+        let mut parts: HashMap<usize, Vec<PageKey>> = HashMap::new();
+        for key in keys {
+            parts
+                .entry(self.owner(&key.doc_id))
+                .or_default()
+                .push(key.clone());
+        }
+        // A shard that does not answer shows its pages without images.
+        let g = self.gather(parts.into_iter().collect(), |c, keys: Vec<PageKey>| {
+            c.pages_with_images(&keys)
+        })?;
+        Ok(g.answers.into_iter().flat_map(|(_, found)| found).collect())
     }
 
     fn set_ef_search(&self, ef: usize) {

@@ -11,7 +11,8 @@ use folio_core::testing::HashEmbedder;
 use folio_core::{DocId, DocMeta, Document, Embedder, Found, Page, PageKey, Passage, PassageId};
 use folio_store::{
     Collection, CollectionStats, CollectionWriter, DocSet, IndexModels, PageEmbeddings,
-    PageImageKind, SHARD_BITS, ShardWriter, Shards, Store, StoreError, StoreWriter, shard_of,
+    PageImageKind, SHARD_BITS, ShardWriter, Shards, Store, StoreError, StoreWriter, StoredImage,
+    shard_of,
 };
 
 const WORDS: [&str; 12] = [
@@ -286,8 +287,17 @@ impl Collection for Faulty {
         self.act()?;
         self.inner.first_passage(page)
     }
-    fn page_image(&self, key: &PageKey, kind: PageImageKind) -> Option<std::path::PathBuf> {
+    fn page_image(
+        &self,
+        key: &PageKey,
+        kind: PageImageKind,
+    ) -> Result<Option<StoredImage>, StoreError> {
+        self.act()?;
         self.inner.page_image(key, kind)
+    }
+    fn pages_with_images(&self, keys: &[PageKey]) -> Result<HashSet<PageKey>, StoreError> {
+        self.act()?;
+        self.inner.pages_with_images(keys)
     }
     fn set_ef_search(&self, ef: usize) {
         self.inner.set_ef_search(ef);
