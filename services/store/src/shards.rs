@@ -140,16 +140,6 @@ impl Shards {
         })
     }
 
-    /// Number of shards.
-    pub fn len(&self) -> usize {
-        self.shards.len()
-    }
-
-    /// Always false: a shard set has at least one shard.
-    pub fn is_empty(&self) -> bool {
-        self.shards.is_empty()
-    }
-
     /// Calls `call` on each shard in `targets` (with that shard's argument) on its own
     /// thread, and gathers what answers before the deadline. An invalid-request error from
     /// any shard is returned as the error.
@@ -190,7 +180,8 @@ impl Shards {
         drop(tx);
         let deadline = Instant::now() + self.timeout;
         let mut answers = Vec::new();
-        let mut ended = "no answer";
+        // Whether every thread still pending ended without answering (it panicked).
+        let mut vanished = false;
         while !pending.is_empty() {
             let wait = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
@@ -204,16 +195,16 @@ impl Shards {
                 }
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {
-                    ended = "the call failed without an answer";
+                    vanished = true;
                     break;
                 }
             }
         }
         for i in pending {
-            let reason = if ended == "no answer" {
-                format!("no answer within {} ms", self.timeout.as_millis())
+            let reason = if vanished {
+                "the call failed without an answer".to_string()
             } else {
-                ended.to_string()
+                format!("no answer within {} ms", self.timeout.as_millis())
             };
             missing.push(format!("{}: {reason}", self.shards[i].name));
         }
