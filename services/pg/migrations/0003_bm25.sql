@@ -2,7 +2,7 @@
 -- (English stop words are not indexed), which BM25 normalises term frequencies by. The
 -- collection-wide statistics (passages, average length, each lexeme's document frequency)
 -- are read at query time and cached by each query node.
-CREATE FUNCTION folio_lexeme_count(v tsvector) RETURNS integer
+CREATE OR REPLACE FUNCTION folio_lexeme_count(v tsvector) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT coalesce(sum(coalesce(array_length(positions, 1), 1)), 0)::integer FROM unnest(v) $$;
 
