@@ -78,6 +78,9 @@ enum BenchCommand {
     /// Load test of a running `folio serve`: concurrent keep-alive clients searching in a
     /// closed loop; throughput, latency percentiles, errors and the server's peak RSS.
     Serve(bench::serve::ServeBenchArgs),
+    /// How the embedded and PostgreSQL backends scale with corpus size: ingest rate, dense
+    /// and lexical QPS and latency, dense recall@10, disk and memory per million passages.
+    Scale(bench::scale::ScaleBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -616,6 +619,9 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Ann(a)) => bench::ann::ann(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Serve(a)) => {
             bench::serve::serve(a).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Scale(a)) => {
+            bench::scale::scale(a).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {

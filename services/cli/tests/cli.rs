@@ -801,3 +801,84 @@ fn a_collection_split_into_shards_answers_as_one_index_does() -> anyhow::Result<
     }
     Ok(())
 }
+
+#[test]
+fn bench_scale_runs_end_to_end_on_a_small_corpus() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    // 260 rows of 384 floats, each with a text; the last 20 are the queries.
+    let (rows, dim) = (260usize, 384usize);
+    let mut bytes = Vec::with_capacity(rows * dim * 4);
+    let mut texts = String::new();
+    for r in 0..rows {
+        for c in 0..dim {
+            let x = (((r * 31 + c * 17) % 97) as f32 / 97.0) - 0.5;
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        texts.push_str(&format!(
+            "passage {r} about topic{} and word{}\n",
+            r % 7,
+            r % 13
+        ));
+    }
+    let vectors = tmp.path().join("v.f32");
+    let text_file = tmp.path().join("v.txt");
+    std::fs::write(&vectors, bytes)?;
+    std::fs::write(&text_file, texts)?;
+    let out = folio(&[
+        "bench",
+        "scale",
+        "--vectors",
+        s(&vectors),
+        "--texts",
+        s(&text_file),
+        "--passages",
+        "600",
+        "--queries",
+        "20",
+        "--recall-queries",
+        "20",
+        "--clients",
+        "2",
+        "--seconds",
+        "0.3",
+        "--backends",
+        "embedded",
+        "--dir",
+        s(tmp.path()),
+        "--json",
+    ])?;
+    let report: Value = serde_json::from_str(&check(&out))?;
+    let run = &report["runs"][0];
+    assert_eq!(run["backend"], "embedded", "{report}");
+    assert_eq!(run["passages"], 600);
+    assert_eq!(run["documents"], 60);
+    // 600 rows are scanned exactly: recall is 1.
+    assert_eq!(run["recall_at_10"], 1.0, "{run}");
+    for route in ["dense", "lexical"] {
+        assert!(
+            run[route]["qps"].as_f64().unwrap_or_default() > 0.0,
+            "{run}"
+        );
+        assert_eq!(run[route]["errors"], 0, "{run}");
+    }
+    assert!(run["disk_bytes"].as_u64().unwrap_or_default() > 0);
+    // The work directory is cleaned up.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A missing input is named.
+    let out = folio(&[
+        "bench",
+        "scale",
+        "--vectors",
+        "/no/such.f32",
+        "--texts",
+        s(&text_file),
+    ])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.f32"));
+    Ok(())
+}

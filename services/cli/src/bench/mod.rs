@@ -4,6 +4,7 @@
 pub mod ann;
 pub mod embed;
 pub mod rerank;
+pub mod scale;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
