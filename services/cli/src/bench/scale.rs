@@ -208,6 +208,48 @@ struct Run {
     memory_bytes_per_million: f64,
 }
 
+/// What one backend's files or database hold, and how its memory was measured.
+struct Sizes {
+    disk: u64,
+    hnsw: u64,
+    lexical_index: u64,
+    memory: u64,
+    memory_measured_as: String,
+    shared_buffers: Option<u64>,
+}
+
+impl Run {
+    fn new(
+        backend: Backend,
+        corpus: &Corpus<'_>,
+        timing: &Ingest,
+        (recall_at_10, dense, lexical): (f64, RouteRun, RouteRun),
+        sizes: Sizes,
+    ) -> Run {
+        let ingest_s = timing.put_s + timing.commit_s;
+        Run {
+            backend,
+            passages: corpus.n,
+            documents: corpus.documents(),
+            ingest_s,
+            commit_s: timing.commit_s,
+            generate_s: timing.generate_s,
+            ingest_passages_per_s: corpus.n as f64 / ingest_s,
+            recall_at_10,
+            dense,
+            lexical,
+            disk_bytes: sizes.disk,
+            hnsw_bytes: sizes.hnsw,
+            lexical_index_bytes: sizes.lexical_index,
+            memory_bytes: sizes.memory,
+            memory_measured_as: sizes.memory_measured_as,
+            shared_buffers_bytes: sizes.shared_buffers,
+            disk_bytes_per_million: per_million(sizes.disk, corpus.n),
+            memory_bytes_per_million: per_million(sizes.memory, corpus.n),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Report {
     vectors: String,
@@ -1083,32 +1125,26 @@ fn bench_embedded(
     drop(store);
     tmp.close()
         .with_context(|| format!("removing {}", dir.display()))?;
-    let ingest_s = timing.put_s + timing.commit_s;
-    Ok(Run {
-        backend: Backend::Embedded,
-        passages: corpus.n,
-        documents: corpus.documents(),
-        ingest_s,
-        commit_s: timing.commit_s,
-        generate_s: timing.generate_s,
-        ingest_passages_per_s: corpus.n as f64 / ingest_s,
-        recall_at_10: recall,
-        dense,
-        lexical,
-        disk_bytes: disk,
-        hnsw_bytes: ann,
-        lexical_index_bytes: bm25,
-        memory_bytes,
+    let sizes = Sizes {
+        disk,
+        hnsw: ann,
+        lexical_index: bm25,
+        memory: memory_bytes,
         memory_measured_as: format!(
             "VmRSS growth over Store::open + one dense and one lexical query, in a fresh \
              process ({:.0} -> {:.0} MB)",
             memory.rss_before as f64 / 1e6,
             memory.rss_after as f64 / 1e6
         ),
-        shared_buffers_bytes: None,
-        disk_bytes_per_million: per_million(disk, corpus.n),
-        memory_bytes_per_million: per_million(memory_bytes, corpus.n),
-    })
+        shared_buffers: None,
+    };
+    Ok(Run::new(
+        Backend::Embedded,
+        corpus,
+        &timing,
+        (recall, dense, lexical),
+        sizes,
+    ))
 }
 
 /// Runs this program again to measure the embedded store's memory in a fresh process (this
@@ -1261,31 +1297,25 @@ fn bench_postgres(
     let (disk, hnsw, gin, shared_buffers) = pg_sizes(url)?;
     let cluster = PgCluster::connect(url, &[], ReadRouting::default())?;
     let (recall, dense, lexical) = measure_queries(args, &label, &cluster, corpus, truth)?;
-    let ingest_s = timing.put_s + timing.commit_s;
-    Ok(Run {
-        backend: Backend::Postgres,
-        passages: corpus.n,
-        documents: corpus.documents(),
-        ingest_s,
-        commit_s: timing.commit_s,
-        generate_s: timing.generate_s,
-        ingest_passages_per_s: corpus.n as f64 / ingest_s,
-        recall_at_10: recall,
-        dense,
-        lexical,
-        disk_bytes: disk,
-        hnsw_bytes: hnsw,
-        lexical_index_bytes: gin,
-        memory_bytes: hnsw,
+    let sizes = Sizes {
+        disk,
+        hnsw,
+        lexical_index: gin,
+        memory: hnsw,
         memory_measured_as: format!(
             "the HNSW index's size (pg_relation_size), the RAM it needs to stay fast; \
              shared_buffers is {:.0} MB",
             shared_buffers as f64 / 1e6
         ),
-        shared_buffers_bytes: Some(shared_buffers),
-        disk_bytes_per_million: per_million(disk, corpus.n),
-        memory_bytes_per_million: per_million(hnsw, corpus.n),
-    })
+        shared_buffers: Some(shared_buffers),
+    };
+    Ok(Run::new(
+        Backend::Postgres,
+        corpus,
+        &timing,
+        (recall, dense, lexical),
+        sizes,
+    ))
 }
 
 fn print_table(r: &Report) {
