@@ -66,6 +66,32 @@ const MIGRATIONS: [(i32, &str, &str); 4] = [
     ),
 ];
 
+/// Every table the migrations create, dependents first: what [`drop_collection`]
+/// drops. A migration that adds a table adds it here (a test checks).
+pub const TABLES: [&str; 9] = [
+    "page_images",
+    "late_centroids",
+    "late_pages",
+    "page_vectors",
+    "passages",
+    "pages",
+    "documents",
+    "folio_settings",
+    "folio_migrations",
+];
+
+/// Drops a whole collection through `client`: every Folio table and function of the
+/// database. For benchmarks and tests that reuse a database; Folio itself never calls it.
+pub fn drop_collection(client: &mut postgres::Client) -> Result<(), PgError> {
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {} CASCADE;
+             DROP FUNCTION IF EXISTS folio_lexeme_count(tsvector);",
+            TABLES.join(", ")
+        ))
+        .map_err(sql("dropping the collection"))
+}
+
 /// Key of the advisory lock migrations run under (any fixed number; "folio" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6f6c_696f;
 

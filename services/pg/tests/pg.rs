@@ -103,6 +103,25 @@ fn documents_round_trip_and_both_searches_find_them_on_primary_and_replica() -> 
     };
     let store = PgStore::connect(&cluster.primary)?;
     assert_eq!(store.applied_migrations()?, [1, 2, 3, 4]);
+    // folio_pg::TABLES names every table the migrations made, and drop_collection drops them.
+    let mut client = postgres::Client::connect(&cluster.primary, postgres::NoTls)?;
+    let tables = |c: &mut postgres::Client| -> anyhow::Result<std::collections::BTreeSet<String>> {
+        Ok(c.query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    };
+    assert_eq!(
+        tables(&mut client)?,
+        folio_pg::TABLES.iter().map(|t| t.to_string()).collect()
+    );
+    folio_pg::drop_collection(&mut client)?;
+    assert!(tables(&mut client)?.is_empty());
+    let store = PgStore::connect(&cluster.primary)?;
+    assert_eq!(store.applied_migrations()?, [1, 2, 3, 4]);
     // Migrations are applied once: a second connection finds nothing to do.
     assert_eq!(
         PgStore::connect(&cluster.primary)?.applied_migrations()?,

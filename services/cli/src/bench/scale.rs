@@ -51,19 +51,6 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 const LEXICAL_WARM_UP: usize = 20;
 /// A client thread stops after this many failed queries (a dead server is not hammered).
 const MAX_ERRORS_PER_CLIENT: usize = 100;
-/// Folio's tables in a PostgreSQL collection (`services/pg/migrations`), dropped after each
-/// corpus size.
-const PG_TABLES: [&str; 9] = [
-    "page_images",
-    "late_centroids",
-    "late_pages",
-    "page_vectors",
-    "passages",
-    "pages",
-    "documents",
-    "folio_settings",
-    "folio_migrations",
-];
 
 /// A store backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -1209,7 +1196,7 @@ fn pg_prepare(url: &str) -> Result<()> {
         .collect();
     let others: Vec<&String> = tables
         .iter()
-        .filter(|t| !PG_TABLES.contains(&t.as_str()))
+        .filter(|t| !folio_pg::TABLES.contains(&t.as_str()))
         .collect();
     if !others.is_empty() {
         bail!(
@@ -1241,11 +1228,7 @@ fn pg_prepare(url: &str) -> Result<()> {
 
 /// Drops Folio's tables and asks for a checkpoint, so that the space goes back.
 fn pg_drop(c: &mut postgres::Client) -> Result<()> {
-    c.batch_execute(&format!(
-        "DROP TABLE IF EXISTS {} CASCADE",
-        PG_TABLES.join(", ")
-    ))
-    .context("dropping Folio's tables")?;
+    folio_pg::drop_collection(c).context("dropping Folio's tables")?;
     // Recycles the WAL of the load; needs pg_checkpoint (or superuser): best effort.
     if let Err(e) = c.batch_execute("CHECKPOINT") {
         warn!(error = %e, "CHECKPOINT after dropping the bench's tables failed");
