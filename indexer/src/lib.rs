@@ -25,8 +25,8 @@ use folio_core::{
     Passage,
 };
 use folio_store::{
-    AnnOptions, CollectionWriter, CommitOutcome, IndexModels, PageEmbeddings, RouteModel,
-    StoreError, StoreWriter,
+    AnnOptions, Bm25Options, CollectionWriter, CommitOutcome, IndexModels, PageEmbeddings,
+    RouteModel, StoreError, StoreWriter,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -129,6 +129,8 @@ pub struct IndexSettings {
     /// HNSW settings to rebuild the index with; `None` keeps the index's own (defaults for a
     /// new index).
     pub ann: Option<AnnOptions>,
+    /// BM25 analyser and parameters to rebuild the index with; `None` keeps the index's own.
+    pub bm25: Option<Bm25Options>,
     /// Store each page's image and thumbnail next to the index (PDFs and page images).
     pub page_images: bool,
     /// Collection and tags given to every document of the run (searches can filter by
@@ -172,6 +174,7 @@ impl Default for IndexSettings {
             progress: true,
             render: render::RenderSettings::default(),
             ann: None,
+            bm25: None,
             page_images: true,
             collection: None,
             tags: Vec::new(),
@@ -475,6 +478,9 @@ impl<'a> Run<'a> {
         let mut writer = StoreWriter::open_with(index_dir, models.models())?;
         if let Some(options) = settings.ann {
             writer.set_ann_options(options)?;
+        }
+        if let Some(options) = settings.bm25 {
+            writer.set_bm25_options(options)?;
         }
         Ok(Self::new(Box::new(writer), models, settings))
     }

@@ -27,7 +27,8 @@ use folio_models::{BertEmbedder, ModelSource};
 use folio_rerank::RerankMode;
 use folio_search::{Pipeline, SearchRequest, SearchResponse};
 use folio_store::{
-    AnnMetric, AnnOptions, AnnStorage, CommitOutcome, IndexModels, Manifest, Store, StoreWriter,
+    AnnMetric, AnnOptions, AnnStorage, Bm25Analyzer, Bm25Options, CommitOutcome, IndexModels,
+    Manifest, Store, StoreWriter,
 };
 use store::{StoreArgs, Target};
 use tracing_subscriber::EnvFilter;
@@ -256,6 +257,39 @@ impl AnnArgs {
     }
 }
 
+/// BM25 settings; given ones replace the index's own.
+#[derive(Args)]
+struct Bm25Args {
+    /// BM25 analyser: english (Snowball stemming, the default), plain (lower-cased words, no
+    /// stemming) or multilingual (no stemming, accents folded, Chinese, Japanese and Korean
+    /// text cut into character pairs).
+    #[arg(long, value_parser = ["english", "plain", "multilingual"])]
+    bm25_analyzer: Option<String>,
+    /// BM25 k1, term-frequency saturation (0-100; default 1.2).
+    #[arg(long)]
+    bm25_k1: Option<f32>,
+    /// BM25 b, length normalisation (0-1; default 0.75).
+    #[arg(long)]
+    bm25_b: Option<f32>,
+}
+
+impl Bm25Args {
+    /// The index's options with the given ones replaced; `None` when none is given.
+    fn options(&self, current: Option<&Manifest>) -> Result<Option<Bm25Options>> {
+        if self.bm25_analyzer.is_none() && self.bm25_k1.is_none() && self.bm25_b.is_none() {
+            return Ok(None);
+        }
+        let mut o = current.map(|m| m.bm25).unwrap_or_default();
+        if let Some(name) = &self.bm25_analyzer {
+            o.analyzer = Bm25Analyzer::parse(name)?;
+        }
+        o.k1 = self.bm25_k1.unwrap_or(o.k1);
+        o.b = self.bm25_b.unwrap_or(o.b);
+        o.validate()?;
+        Ok(Some(o))
+    }
+}
+
 #[derive(Args)]
 struct IndexArgs {
     /// PDF files or directories.
@@ -293,6 +327,8 @@ struct IndexArgs {
     isolation: IsolationArgs,
     #[command(flatten)]
     ann: AnnArgs,
+    #[command(flatten)]
+    bm25: Bm25Args,
     #[command(flatten)]
     embedder: EmbedderArg,
     #[command(flatten)]
@@ -756,13 +792,23 @@ fn load_page_embedders(
 fn index(args: IndexArgs) -> Result<ExitCode> {
     let target = args.store.target()?;
     let existing = target.recorded_models()?;
-    let ann = match &target {
-        Target::Embedded(dir) => args.ann.options(Manifest::read(dir)?.as_ref()),
+    let (ann, bm25) = match &target {
+        Target::Embedded(dir) => {
+            let current = Manifest::read(dir)?;
+            (
+                args.ann.options(current.as_ref()),
+                args.bm25.options(current.as_ref())?,
+            )
+        }
         _ if target.has_database() && args.ann.options(None).is_some() => bail!(
             "the --ann-*, --hnsw-m, --ef-* options shape the embedded store's index; \
              PostgreSQL builds its HNSW indexes with m = 16, ef_construction = 128"
         ),
-        _ => args.ann.options(None),
+        _ if target.has_database() && args.bm25.options(None)?.is_some() => bail!(
+            "the --bm25-* options shape the embedded store's index; PostgreSQL scores BM25 \
+             over its 'english' text search configuration with k1 = 1.2, b = 0.75"
+        ),
+        _ => (args.ann.options(None), args.bm25.options(None)?),
     };
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
     let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), true)?;
@@ -782,6 +828,7 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
             ..Default::default()
         },
         ann,
+        bm25,
         page_images: !args.no_page_images,
         collection: args.collection.clone(),
         tags: args.tags.clone(),
@@ -799,7 +846,7 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         page: as_model(&page),
         late: as_model(&late),
     };
-    let writer = target.writer(&models.models(), ann)?;
+    let writer = target.writer(&models.models(), ann, bm25)?;
     let mut report = folio_indexer::index_files_into(writer, &files, &models, &settings)?;
     report.files.append(&mut missing);
     print_report(&report);

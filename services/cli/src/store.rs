@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use folio_pg::{PgCluster, PgStore, PgWriter, ReadRouting};
 use folio_store::{
-    AnnOptions, Collection, CollectionWriter, IndexModels, Manifest, ShardWriter, Shards, Store,
-    StoreWriter,
+    AnnOptions, Bm25Options, Collection, CollectionWriter, IndexModels, Manifest, ShardWriter,
+    Shards, Store, StoreWriter,
 };
 
 /// Which collection a command works on.
@@ -134,17 +134,21 @@ impl Target {
     }
 
     /// Opens the collection for writing with `models` (and, for embedded indexes, these
-    /// HNSW options).
+    /// HNSW and BM25 options).
     pub fn writer(
         &self,
         models: &IndexModels,
         ann: Option<AnnOptions>,
+        bm25: Option<Bm25Options>,
     ) -> Result<Box<dyn CollectionWriter>> {
         Ok(match self {
             Target::Embedded(dir) => {
                 let mut w = StoreWriter::open_with(dir, models.clone())?;
                 if let Some(options) = ann {
                     w.set_ann_options(options)?;
+                }
+                if let Some(options) = bm25 {
+                    w.set_bm25_options(options)?;
                 }
                 Box::new(w)
             }
@@ -156,7 +160,7 @@ impl Target {
             Target::Shards(parts) => Box::new(ShardWriter::new(
                 parts
                     .iter()
-                    .map(|p| p.writer(models, ann))
+                    .map(|p| p.writer(models, ann, bm25))
                     .collect::<Result<_>>()?,
             )?),
         })
@@ -177,7 +181,7 @@ impl Target {
         })
     }
 
-    /// Whether any part is a database (whose HNSW options Folio does not set).
+    /// Whether any part is a database (whose HNSW and BM25 options Folio does not set).
     pub fn has_database(&self) -> bool {
         match self {
             Target::Embedded(_) => false,

@@ -9,7 +9,7 @@
 //!                    pages.jsonl      page texts
 //!                    passages.jsonl   passages with page and char offsets
 //!                    vectors.f32      passage embeddings, little-endian, row = passage id
-//!                    bm25/            tantivy index over passage text
+//!                    bm25/            tantivy index over passage text (analyser: manifest)
 //!                    ann.usearch      HNSW over the passage embeddings
 //!                    page/            page-image vectors and their HNSW (page route)
 //!                    late/            page-image token vectors, f16 (late interaction)
@@ -48,6 +48,7 @@ use thiserror::Error;
 use tracing::info;
 
 pub use ann::{AnnIndex, AnnMetric, AnnOptions, AnnStorage};
+pub use bm25::{Bm25Analyzer, Bm25Index, Bm25Options};
 pub use collection::{Collection, CollectionStats, CollectionWriter, Selection, StoredImage};
 pub use exact::ExactIndex;
 pub use images::{PageImageKind, page_image_path};
@@ -56,7 +57,6 @@ pub use manifest::{FORMAT_VERSION, Manifest, RouteModel, generation_dir};
 pub use shards::{MAX_SHARDS, SHARD_BITS, ShardWriter, Shards, shard_of};
 pub use writer::{CommitOutcome, IndexModels, PageEmbeddings, StoreWriter};
 
-use bm25::Bm25Index;
 use page::PageIndex;
 
 /// A store operation failed.
@@ -183,7 +183,7 @@ impl Store {
         let manifest = Manifest::read(dir)?.ok_or_else(|| StoreError::NotAnIndex(dir.into()))?;
         let gen_dir = manifest.generation_dir(dir);
         let data = writer::GenerationData::read(&gen_dir, &manifest, false)?;
-        let bm25 = Bm25Index::open(&gen_dir.join(bm25::DIR))?;
+        let bm25 = Bm25Index::open(&gen_dir.join(bm25::DIR), &manifest.bm25)?;
         let ann = AnnIndex::open(
             &gen_dir.join(ann::FILE),
             &manifest.ann,

@@ -6,6 +6,7 @@ use folio_core::EmbedderInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::ann::AnnOptions;
+use crate::bm25::Bm25Options;
 use crate::{StoreError, fsio, io_err};
 
 /// On-disk format version this build reads and writes.
@@ -66,6 +67,9 @@ pub struct Manifest {
     /// HNSW settings of the passage and page indexes.
     #[serde(default)]
     pub ann: AnnOptions,
+    /// BM25 analyser and parameters.
+    #[serde(default)]
+    pub bm25: Bm25Options,
 }
 
 impl Manifest {

@@ -1,6 +1,6 @@
 //! Writing generations.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -9,10 +9,11 @@ use folio_core::{DocId, DocMeta, Document, EmbedderInfo, Page, PageKey, Passage}
 use tracing::{info, warn};
 
 use crate::ann::{self, AnnOptions};
+use crate::bm25::{self, Bm25Index, Bm25Options};
 use crate::images::{self, PageImageKind};
 use crate::late::{self, TokenMatrix};
 use crate::manifest::{self, Manifest, RouteModel};
-use crate::{LateRoute, StoreError, bm25, fsio, io_err, page};
+use crate::{LateRoute, StoreError, fsio, io_err, page};
 
 const DOCUMENTS: &str = "documents.json";
 const PAGES: &str = "pages.jsonl";
@@ -91,6 +92,7 @@ impl GenerationData {
         dir: &Path,
         models: &IndexModels,
         options: &AnnOptions,
+        bm25: &Bm25Options,
     ) -> Result<(), StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let docs = serde_json::to_vec_pretty(&self.documents)
@@ -99,7 +101,11 @@ impl GenerationData {
         fsio::write_jsonl(&dir.join(PAGES), &self.pages)?;
         fsio::write_jsonl(&dir.join(PASSAGES), &self.passages)?;
         fsio::write_f32(&dir.join(VECTORS), &self.vectors)?;
-        bm25::build(&dir.join(bm25::DIR), &self.passages)?;
+        Bm25Index::build(
+            &dir.join(bm25::DIR),
+            self.passages.iter().map(|p| (p.id, p.text.as_str())),
+            bm25,
+        )?;
         ann::build(
             &dir.join(ann::FILE),
             options,
@@ -284,6 +290,73 @@ struct DocEntry {
     page_tokens: BTreeMap<u32, TokenMatrix>,
 }
 
+/// The writer's documents by id, with lookups by path and content hash that stay O(1) as
+/// the collection grows.
+#[derive(Default)]
+struct DocTable {
+    entries: BTreeMap<DocId, DocEntry>,
+    by_path: HashMap<String, DocId>,
+    by_hash: HashMap<String, BTreeSet<DocId>>,
+}
+
+impl DocTable {
+    fn get(&self, id: &DocId) -> Option<&DocEntry> {
+        self.entries.get(id)
+    }
+
+    fn get_mut(&mut self, id: &DocId) -> Option<&mut DocEntry> {
+        self.entries.get_mut(id)
+    }
+
+    fn by_path(&self, path: &str) -> Option<&DocEntry> {
+        self.by_path.get(path).and_then(|id| self.entries.get(id))
+    }
+
+    /// The document with this content hash and the smallest id.
+    fn by_hash(&self, hash: &str) -> Option<&DocEntry> {
+        let id = self.by_hash.get(hash)?.first()?;
+        self.entries.get(id)
+    }
+
+    /// Adds `entry`, replacing the document with the same id.
+    fn insert(&mut self, entry: DocEntry) {
+        let id = entry.doc.doc_id.clone();
+        self.remove(&id);
+        self.by_path.insert(entry.doc.path.clone(), id.clone());
+        self.by_hash
+            .entry(entry.doc.content_hash.clone())
+            .or_default()
+            .insert(id.clone());
+        self.entries.insert(id, entry);
+    }
+
+    fn remove(&mut self, id: &DocId) -> Option<DocEntry> {
+        let entry = self.entries.remove(id)?;
+        if self.by_path.get(&entry.doc.path) == Some(id) {
+            self.by_path.remove(&entry.doc.path);
+        }
+        if let Some(ids) = self.by_hash.get_mut(&entry.doc.content_hash) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_hash.remove(&entry.doc.content_hash);
+            }
+        }
+        Some(entry)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn ids(&self) -> BTreeSet<DocId> {
+        self.entries.keys().cloned().collect()
+    }
+
+    fn into_entries(self) -> impl Iterator<Item = DocEntry> {
+        self.entries.into_values()
+    }
+}
+
 impl DocEntry {
     /// A document with no content yet.
     fn new(doc: Document) -> Self {
@@ -318,7 +391,8 @@ pub struct StoreWriter {
     base: Option<Manifest>,
     models: IndexModels,
     ann: AnnOptions,
-    docs: BTreeMap<DocId, DocEntry>,
+    bm25: Bm25Options,
+    docs: DocTable,
     /// Documents of the generation this writer started from (their page images stay).
     base_docs: BTreeSet<DocId>,
     dirty: bool,
@@ -361,19 +435,22 @@ impl StoreWriter {
         }
         let base = Manifest::read(dir)?;
         let base_missing = base.is_none();
-        let mut docs = BTreeMap::new();
+        let mut docs = DocTable::default();
         if let Some(m) = &base {
             models.check_against(dir, m)?;
             let data = GenerationData::read(&m.generation_dir(dir), m, true)?;
-            docs = group_by_document(data, m);
+            for entry in group_by_document(data, m).into_values() {
+                docs.insert(entry);
+            }
         }
         Ok(StoreWriter {
             dir: dir.to_path_buf(),
             _lock: lock,
             ann: base.as_ref().map(|m| m.ann).unwrap_or_default(),
+            bm25: base.as_ref().map(|m| m.bm25).unwrap_or_default(),
             base,
             models,
-            base_docs: docs.keys().cloned().collect(),
+            base_docs: docs.ids(),
             docs,
             // A new index is published on its first commit, even empty.
             dirty: base_missing,
@@ -396,6 +473,22 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// The BM25 settings the next generation is built with (the index's own, by default).
+    pub fn bm25_options(&self) -> &Bm25Options {
+        &self.bm25
+    }
+
+    /// Builds the next generation's BM25 index with `options`; a change alone is enough for
+    /// the commit to publish a new generation.
+    pub fn set_bm25_options(&mut self, options: Bm25Options) -> Result<(), StoreError> {
+        options.validate()?;
+        if options != self.bm25 {
+            self.bm25 = options;
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
     /// The index directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -408,10 +501,7 @@ impl StoreWriter {
 
     /// The document with this content hash, if indexed.
     pub fn find_by_hash(&self, content_hash: &str) -> Option<&Document> {
-        self.docs
-            .values()
-            .map(|e| &e.doc)
-            .find(|d| d.content_hash == content_hash)
+        self.docs.by_hash(content_hash).map(|e| &e.doc)
     }
 
     /// The document with this id, if indexed.
@@ -421,7 +511,7 @@ impl StoreWriter {
 
     /// The document indexed from this path, if any.
     pub fn find_by_path(&self, path: &str) -> Option<&Document> {
-        self.docs.values().map(|e| &e.doc).find(|d| d.path == path)
+        self.docs.by_path(path).map(|e| &e.doc)
     }
 
     /// Adds a document, replacing any document with the same id or the same path. Passage ids
@@ -438,15 +528,12 @@ impl StoreWriter {
         if let Some(old) = self.find_by_path(&doc.path).map(|d| d.doc_id.clone()) {
             self.remove(&old);
         }
-        self.docs.insert(
-            doc.doc_id.clone(),
-            DocEntry {
-                pages,
-                passages,
-                vectors,
-                ..DocEntry::new(doc)
-            },
-        );
+        self.docs.insert(DocEntry {
+            pages,
+            passages,
+            vectors,
+            ..DocEntry::new(doc)
+        });
         self.dirty = true;
         Ok(())
     }
@@ -539,7 +626,7 @@ impl StoreWriter {
             documents: Vec::with_capacity(self.docs.len()),
             ..GenerationData::default()
         };
-        for entry in self.docs.into_values() {
+        for entry in self.docs.into_entries() {
             let key = |page| PageKey {
                 doc_id: entry.doc.doc_id.clone(),
                 page,
@@ -560,7 +647,7 @@ impl StoreWriter {
                 data.vectors.extend(v);
             }
         }
-        data.write(&gen_dir, &self.models, &self.ann)?;
+        data.write(&gen_dir, &self.models, &self.ann, &self.bm25)?;
         let keep: BTreeSet<&DocId> = data
             .documents
             .iter()
@@ -580,6 +667,7 @@ impl StoreWriter {
             page_vectors: data.page_keys.len(),
             late_pages: data.late_keys.len(),
             ann: self.ann,
+            bm25: self.bm25,
         };
         manifest.publish(&self.dir)?;
         info!(

@@ -361,3 +361,78 @@ fn passage_boxes_round_trip_and_indexes_without_them_still_open() -> anyhow::Res
     assert!(p.boxes.is_empty() && p.text == "hello");
     Ok(())
 }
+
+#[test]
+fn bm25_settings_are_kept_in_the_manifest_and_used_by_readers() -> anyhow::Result<()> {
+    use folio_store::{Bm25Analyzer, Bm25Options};
+    let tmp = tempfile::tempdir()?;
+    let e = HashEmbedder::new(16);
+    let mut w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    put(
+        &mut w,
+        doc("aaaa", "/a.pdf", &["running shoes", "東京の地図"], &e),
+    )?;
+    w.commit()?;
+    let store = Store::open(tmp.path())?;
+    assert_eq!(store.manifest().bm25, Bm25Options::default());
+    assert_eq!(store.bm25_search("run", 5, None)?.len(), 1, "stemmed");
+    assert!(store.bm25_search("東京", 5, None)?.is_empty());
+
+    // New settings alone publish a generation; the next writer starts from them.
+    let multilingual = Bm25Options {
+        analyzer: Bm25Analyzer::Multilingual,
+        k1: 0.9,
+        b: 0.4,
+    };
+    let mut w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    assert!(
+        w.set_bm25_options(Bm25Options {
+            b: 1.5,
+            ..multilingual
+        })
+        .is_err()
+    );
+    w.set_bm25_options(multilingual)?;
+    assert_eq!(w.commit()?, CommitOutcome::Published { generation: 2 });
+    let store = Store::open(tmp.path())?;
+    assert_eq!(store.manifest().bm25, multilingual);
+    assert!(store.bm25_search("run", 5, None)?.is_empty(), "not stemmed");
+    assert_eq!(store.bm25_search("東京", 5, None)?.len(), 1);
+    let w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    assert_eq!(*w.bm25_options(), multilingual);
+    assert_eq!(w.commit()?, CommitOutcome::Unchanged);
+    Ok(())
+}
+
+#[test]
+fn path_and_hash_lookups_follow_puts_and_removals() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let e = HashEmbedder::new(16);
+    let mut w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    let same_content = |id: &str, path: &str| {
+        let mut d = doc(id, path, &["same words"], &e);
+        d.0.content_hash = "h".into();
+        d
+    };
+    put(&mut w, same_content("aaaa", "/a.pdf"))?;
+    put(&mut w, same_content("bbbb", "/b.pdf"))?;
+    let id = |d: Option<&folio_core::Document>| d.map(|d| d.doc_id.0.clone());
+    assert_eq!(id(w.find_by_hash("h")), Some("aaaa".into()));
+    assert!(w.remove(&DocId("aaaa".into())));
+    assert_eq!(id(w.find_by_hash("h")), Some("bbbb".into()));
+    assert_eq!(id(w.find_by_path("/a.pdf")), None);
+    // The same id put again from another path: the old path no longer finds it.
+    put(&mut w, same_content("bbbb", "/moved/b.pdf"))?;
+    assert_eq!(id(w.find_by_path("/b.pdf")), None);
+    assert_eq!(id(w.find_by_path("/moved/b.pdf")), Some("bbbb".into()));
+    // Another id at a known path replaces the document there.
+    put(&mut w, doc("cccc", "/moved/b.pdf", &["new"], &e))?;
+    assert_eq!(id(w.find_by_hash("h")), None);
+    assert_eq!(w.document_count(), 1);
+    w.commit()?;
+    // A writer reopened on the index finds documents by path and hash too.
+    let w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    assert_eq!(id(w.find_by_path("/moved/b.pdf")), Some("cccc".into()));
+    assert_eq!(id(w.find_by_hash("cccc-hash")), Some("cccc".into()));
+    Ok(())
+}
