@@ -76,6 +76,9 @@ enum BenchCommand {
     /// HNSW build time, memory, recall@10 and QPS at several ef_search, next to faiss and
     /// hnswlib (--peer) on the same vectors.
     Ann(bench::ann::AnnBenchArgs),
+    /// BM25 build time, index size, QPS and quality on a BEIR dataset, next to bm25s
+    /// (--peer) on the same corpus and queries.
+    Bm25(bench::bm25::Bm25BenchArgs),
     /// Load test of a running `folio serve`: concurrent keep-alive clients searching in a
     /// closed loop; throughput, latency percentiles, errors and the server's peak RSS.
     Serve(bench::serve::ServeBenchArgs),
@@ -653,6 +656,7 @@ fn main() -> ExitCode {
             bench::embed::embed(a).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ann(a)) => bench::ann::ann(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Bm25(a)) => bench::bm25::bm25(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Serve(a)) => {
             bench::serve::serve(a).map(|()| ExitCode::SUCCESS)
         }

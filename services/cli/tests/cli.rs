@@ -882,3 +882,86 @@ fn bench_scale_runs_end_to_end_on_a_small_corpus() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.f32"));
     Ok(())
 }
+
+#[test]
+fn bench_bm25_scores_a_beir_dataset_and_names_bad_input() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("tiny");
+    std::fs::create_dir_all(data.join("qrels"))?;
+    let corpus = [
+        ("d1", "Zebra stripes", "Why zebras have stripes."),
+        ("d2", "Lion manes", "Manes of male lions darken with age."),
+        ("d3", "Torque", "Torque wrench settings for bicycles."),
+        ("d4", "Misc", "Nothing about any of the above."),
+    ];
+    let lines: Vec<String> = corpus
+        .iter()
+        .map(|(id, title, text)| {
+            serde_json::json!({"_id": id, "title": title, "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(data.join("corpus.jsonl"), lines.join("\n") + "\n")?;
+    std::fs::write(
+        data.join("queries.jsonl"),
+        "{\"_id\": \"q1\", \"text\": \"stripe\"}\n\
+         {\"_id\": \"q2\", \"text\": \"lion mane\"}\n\
+         {\"_id\": \"q3\", \"text\": \"wrench torque\"}\n",
+    )?;
+    std::fs::write(
+        data.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq3\td3\t1\n",
+    )?;
+    let out = folio(&[
+        "bench",
+        "bm25",
+        "--dataset",
+        s(&data),
+        "--repeat",
+        "1",
+        "--json",
+    ])?;
+    let report: Value = serde_json::from_str(&check(&out))?;
+    let folio_row = &report["systems"][0];
+    assert_eq!(report["docs"], 4, "{report}");
+    assert_eq!(report["queries"], 3);
+    // Each query's one relevant document ranks first.
+    assert_eq!(folio_row["ndcg_10"], 1.0, "{report}");
+    assert!(folio_row["qps"].as_f64().unwrap_or_default() > 0.0);
+    assert!(folio_row["index_bytes"].as_u64().unwrap_or_default() > 0);
+
+    // With k1 and b other than tantivy's, and the plain analyser: "stripe" no longer
+    // matches "stripes", so q1 finds nothing.
+    let out = folio(&[
+        "bench",
+        "bm25",
+        "--dataset",
+        s(&data),
+        "--repeat",
+        "1",
+        "--json",
+        "--analyzer",
+        "plain",
+        "--k1",
+        "0.9",
+        "--b",
+        "0.4",
+    ])?;
+    let report: Value = serde_json::from_str(&check(&out))?;
+    let ndcg = report["systems"][0]["ndcg_10"].as_f64().unwrap_or_default();
+    assert!((ndcg - 2.0 / 3.0).abs() < 1e-9, "{report}");
+
+    for (args, named) in [
+        (vec!["--analyzer", "klingon"], "klingon"),
+        (vec!["--b", "2"], "b must be between 0 and 1"),
+    ] {
+        let mut all = vec!["bench", "bm25", "--dataset", s(&data)];
+        all.extend(args);
+        let out = folio(&all)?;
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{err}");
+    }
+    let out = folio(&["bench", "bm25", "--dataset", "/no/such/dataset"])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dataset"));
+    Ok(())
+}

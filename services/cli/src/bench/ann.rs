@@ -11,7 +11,7 @@ use clap::Args;
 use folio_store::{AnnIndex, AnnMetric, AnnOptions, AnnStorage, ExactIndex};
 use serde::{Deserialize, Serialize};
 
-use super::{RunArgs, peer_script, run_peer_script};
+use super::{RunArgs, best_of, parallel, peer_script, run_peer_script};
 
 /// Neighbours per query: the benchmark reports recall@10.
 const K: usize = 10;
@@ -274,29 +274,6 @@ fn synthetic(n: usize, dim: usize) -> Vec<f32> {
     out
 }
 
-/// Runs `f` over `rows` split among `threads` scoped threads, results in order.
-fn parallel<T: Send>(
-    rows: &[&[f32]],
-    threads: usize,
-    f: impl Fn(&[f32]) -> Result<T> + Sync,
-) -> Result<Vec<T>> {
-    let per = rows.len().div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|s| {
-        let f = &f;
-        let parts: Vec<_> = (rows.chunks(per))
-            .map(|chunk| s.spawn(move || chunk.iter().map(|q| f(q)).collect::<Result<Vec<T>>>()))
-            .collect();
-        let mut all = Vec::with_capacity(rows.len());
-        for p in parts {
-            match p.join() {
-                Ok(part) => all.extend(part?),
-                Err(_) => bail!("a worker thread panicked"),
-            }
-        }
-        Ok(all)
-    })
-}
-
 /// The exact top-`K` row ids of every query, by brute force (`ExactIndex`) on `threads`.
 fn ground_truth(
     base: &[f32],
@@ -309,17 +286,6 @@ fn ground_truth(
     parallel(&rows, threads, |q| {
         Ok(exact.search(q, K).into_iter().map(|h| h.0).collect())
     })
-}
-
-/// Fastest of `repeat` runs of `f`, seconds.
-fn best_of(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut best = f64::INFINITY;
-    for _ in 0..repeat {
-        let started = Instant::now();
-        f()?;
-        best = best.min(started.elapsed().as_secs_f64());
-    }
-    Ok(best)
 }
 
 /// Builds Folio's index with one storage and measures every ef_search.

@@ -2,6 +2,7 @@
 //! transformers) in the same command where one exists, and report the ratio.
 
 pub mod ann;
+pub mod bm25;
 pub mod embed;
 pub mod rerank;
 pub mod scale;
@@ -9,6 +10,7 @@ pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -79,4 +81,38 @@ pub fn run_peer_script(python: &Path, script: &Path, args: &[String]) -> Result<
         );
     }
     serde_json::from_slice(&out.stdout).context("reading the peer's JSON report")
+}
+
+/// Runs `f` over `items` split among `threads` scoped threads; results in order.
+pub fn parallel<I: Sync, T: Send>(
+    items: &[I],
+    threads: usize,
+    f: impl Fn(&I) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let per = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let f = &f;
+        let parts: Vec<_> = (items.chunks(per))
+            .map(|chunk| s.spawn(move || chunk.iter().map(f).collect::<Result<Vec<T>>>()))
+            .collect();
+        let mut all = Vec::with_capacity(items.len());
+        for p in parts {
+            match p.join() {
+                Ok(part) => all.extend(part?),
+                Err(_) => bail!("a worker thread panicked"),
+            }
+        }
+        Ok(all)
+    })
+}
+
+/// Fastest of `repeat` runs of `f`, seconds.
+pub fn best_of(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat {
+        let started = Instant::now();
+        f()?;
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(best)
 }

@@ -786,7 +786,7 @@ fn rss_bytes() -> Option<u64> {
 }
 
 /// Bytes of the files under `dir`, in all, in `ann.usearch` files and under `bm25/`.
-fn dir_sizes(dir: &Path) -> Result<(u64, u64, u64)> {
+pub(super) fn dir_sizes(dir: &Path) -> Result<(u64, u64, u64)> {
     let (mut total, mut ann, mut bm25) = (0, 0, 0);
     let mut stack = vec![(dir.to_path_buf(), false)];
     while let Some((d, in_bm25)) = stack.pop() {
