@@ -93,16 +93,22 @@ impl PgStore {
                 .filter(|l| !stats.frequencies.contains_key(*l))
                 .collect();
             if !unknown.is_empty() {
+                // A join rather than a correlated subquery per lexeme: Citus runs it on
+                // every shard and adds the counts; lexemes in no passage come back absent.
                 let rows = client
                     .query(
-                        "SELECT l, (SELECT count(*) FROM passages
-                                    WHERE tsv @@ quote_literal(l)::tsquery)::float8
-                         FROM unnest($1::text[]) AS l",
+                        "SELECT l, count(*)::float8
+                           FROM unnest($1::text[]) AS l
+                           JOIN passages p ON p.tsv @@ quote_literal(l)::tsquery
+                          GROUP BY l",
                         &[&unknown],
                     )
                     .map_err(sql("counting the query's lexemes"))?;
-                for r in rows {
-                    stats.frequencies.insert(r.get(0), r.get(1));
+                let counted: HashMap<String, f64> =
+                    rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                for l in unknown {
+                    let df = counted.get(l).copied().unwrap_or(0.0);
+                    stats.frequencies.insert(l.clone(), df);
                 }
             }
             let frequencies: Vec<f64> = lexemes

@@ -92,6 +92,65 @@ pub fn drop_collection(client: &mut postgres::Client) -> Result<(), PgError> {
         .map_err(sql("dropping the collection"))
 }
 
+/// The tables Citus distributes by `doc_id`, co-located with the first: a document's rows all
+/// live on one node. Every table of [`TABLES`] is here or in [`CITUS_LOCAL`] (a test checks).
+pub const CITUS_DISTRIBUTED: [&str; 7] = [
+    "documents",
+    "pages",
+    "passages",
+    "page_vectors",
+    "late_pages",
+    "late_centroids",
+    "page_images",
+];
+
+/// The tables that stay whole under Citus: settings as a reference table (a copy on every
+/// node), the migration record on the coordinator.
+pub const CITUS_LOCAL: [&str; 2] = ["folio_settings", "folio_migrations"];
+
+/// Where the Citus extension is installed, makes Folio's tables Citus tables (those already
+/// distributed are left alone, so this runs after every migration, in its transaction: a
+/// table a migration adds is distributed while still empty). Citus needs the distribution
+/// column in every unique key, so `passages` is keyed by `(doc_id, id)` there.
+fn distribute(tx: &mut Transaction<'_>) -> Result<(), PgError> {
+    let done: HashSet<String> = tx
+        .query(
+            "SELECT logicalrelid::regclass::text FROM pg_dist_partition",
+            &[],
+        )
+        .map_err(sql("reading Citus's tables"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !done.contains("passages") {
+        tx.batch_execute(
+            "ALTER TABLE passages DROP CONSTRAINT passages_pkey, ADD PRIMARY KEY (doc_id, id)",
+        )
+        .map_err(sql("keying passages by (doc_id, id) for Citus"))?;
+    }
+    for (i, table) in CITUS_DISTRIBUTED.iter().enumerate() {
+        if done.contains(*table) {
+            continue;
+        }
+        let colocate = if i == 0 {
+            "default"
+        } else {
+            CITUS_DISTRIBUTED[0]
+        };
+        tx.execute(
+            "SELECT create_distributed_table($1::text::regclass, 'doc_id', colocate_with => $2)",
+            &[table, &colocate],
+        )
+        .map_err(sql(format!("distributing {table} with Citus")))?;
+        info!(table, "distributed with Citus");
+    }
+    if !done.contains("folio_settings") {
+        tx.execute("SELECT create_reference_table('folio_settings')", &[])
+            .map_err(sql("making folio_settings a Citus reference table"))?;
+    }
+    Ok(())
+}
+
 /// Key of the advisory lock migrations run under (any fixed number; "folio" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6f6c_696f;
 
@@ -289,6 +348,16 @@ impl PgStore {
             info!(version, name, "applied migration");
             applied.push(version);
         }
+        let citus: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
+                &[],
+            )
+            .map_err(sql("looking for the Citus extension"))?
+            .get(0);
+        if citus {
+            distribute(&mut tx)?;
+        }
         tx.commit().map_err(sql("committing the migrations"))?;
         Ok(applied)
     }
@@ -384,15 +453,21 @@ impl PgStore {
                         &[&model_key(route), &value],
                     )
                     .map_err(sql("recording a model"))?;
-                    // DDL takes no parameters; every part is ours.
-                    tx.batch_execute(&format!(
-                        "ALTER TABLE {table} ADD COLUMN {column} halfvec({dim}) NOT NULL;
-                         CREATE INDEX {table}_{column} ON {table}
-                             USING hnsw ({column} {ops})
-                             WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION});",
-                        dim = g.embedder.dim
-                    ))
-                    .map_err(sql(format!("creating the {route} route's vectors")))?;
+                    // DDL takes no parameters; every part is ours. One statement a call:
+                    // Citus passes each on to the shards, and only single ones.
+                    for ddl in [
+                        format!(
+                            "ALTER TABLE {table} ADD COLUMN {column} halfvec({dim}) NOT NULL",
+                            dim = g.embedder.dim
+                        ),
+                        format!(
+                            "CREATE INDEX {table}_{column} ON {table} USING hnsw ({column} {ops})
+                                 WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+                        ),
+                    ] {
+                        tx.batch_execute(&ddl)
+                            .map_err(sql(format!("creating the {route} route's vectors")))?;
+                    }
                 }
             }
         }
@@ -753,8 +828,11 @@ impl PgStore {
         // SET takes no parameters; the values are ours.
         let ef = self.ef_search.load(Ordering::Relaxed).max(k).min(1000);
         let scan = if filtered { "strict_order" } else { "off" };
+        // Under Citus, SET LOCAL reaches the shards' queries only with
+        // propagate_set_commands; without Citus the setting is an inert placeholder.
         tx.batch_execute(&format!(
-            "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = {scan};"
+            "SET LOCAL citus.propagate_set_commands = 'local';
+             SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = {scan};"
         ))
         .map_err(sql("setting up an HNSW search"))?;
         let out = search(&mut tx)?;
@@ -977,6 +1055,19 @@ fn page_number(key: &PageKey) -> Result<i32, PgError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_table_has_a_place_under_citus() {
+        let mut placed: Vec<&str> = CITUS_DISTRIBUTED
+            .iter()
+            .chain(&CITUS_LOCAL)
+            .copied()
+            .collect();
+        let mut tables = TABLES.to_vec();
+        placed.sort_unstable();
+        tables.sort_unstable();
+        assert_eq!(placed, tables);
+    }
 
     #[test]
     fn urls_are_shown_without_passwords() {

@@ -21,7 +21,7 @@ use folio_store::{
     Store, StoreWriter, TokenMatrix,
 };
 
-use common::Cluster;
+use common::{Citus, Cluster};
 
 const WORDS: [&str; 24] = [
     "turbine",
@@ -246,19 +246,66 @@ fn both_backends_answer_the_same_queries_alike() -> anyhow::Result<()> {
     let Some(cluster) = Cluster::start()? else {
         return Ok(());
     };
+    same_answers_as_the_embedded_store(&cluster.primary)
+}
+
+/// Where Citus is installed, Folio's tables become distributed tables, and the collection
+/// answers the equivalence test as a single PostgreSQL does.
+#[test]
+fn citus_distributed_tables_answer_as_the_embedded_store_does() -> anyhow::Result<()> {
+    let Some(citus) = Citus::start()? else {
+        return Ok(());
+    };
+    same_answers_as_the_embedded_store(&citus.url)?;
+    let mut client = postgres::Client::connect(&citus.url, postgres::NoTls)?;
+    let rows = client.query(
+        "SELECT logicalrelid::regclass::text, partmethod::text, colocationid
+           FROM pg_dist_partition",
+        &[],
+    )?;
+    let tables: HashMap<String, (String, i32)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    let colocation = tables.get("documents").map(|t| t.1);
+    for table in folio_pg::CITUS_DISTRIBUTED {
+        let (method, group) = tables.get(table).expect("every Folio table is distributed");
+        assert_eq!(method, "h", "{table} is hash-distributed");
+        assert_eq!(
+            Some(*group),
+            colocation,
+            "{table} is co-located with documents"
+        );
+    }
+    assert_eq!(
+        tables.get("folio_settings").map(|t| t.0.as_str()),
+        Some("n")
+    );
+    // The rows are spread over both workers' shards.
+    let nodes: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT nodeport) FROM citus_shards
+              WHERE table_name = 'passages'::regclass AND shard_size > 16384",
+            &[],
+        )?
+        .get(0);
+    assert!(nodes >= 2, "passages live on {nodes} node(s)");
+    // A second start (a new Folio version, say) finds everything distributed and changes
+    // nothing.
+    drop(PgCluster::connect(&citus.url, &[], ReadRouting::default())?);
+    Ok(())
+}
+
+fn same_answers_as_the_embedded_store(url: &str) -> anyhow::Result<()> {
     let text = HashEmbedder::new(32);
     let dir = tempfile::tempdir()?;
     let mut embedded = StoreWriter::open_with(dir.path(), models(&text))?;
     let corpus = write_corpus(&mut embedded, &text)?;
     embedded.commit()?;
-    let mut pg_writer = PgWriter::open(&cluster.primary, models(&text))?;
+    let mut pg_writer = PgWriter::open(url, models(&text))?;
     write_corpus(&mut pg_writer, &text)?;
     let embedded: Arc<dyn Collection> = Arc::new(Store::open(dir.path())?);
-    let pg: Arc<dyn Collection> = Arc::new(PgCluster::connect(
-        &cluster.primary,
-        &[],
-        ReadRouting::default(),
-    )?);
+    let pg: Arc<dyn Collection> = Arc::new(PgCluster::connect(url, &[], ReadRouting::default())?);
     let backends = [("embedded", &embedded), ("postgres", &pg)];
     assert_eq!(embedded.models(), pg.models());
     let (se, sp) = (embedded.stats()?, pg.stats()?);
