@@ -795,7 +795,7 @@ fn load_page_embedders(
 
 fn index(args: IndexArgs) -> Result<ExitCode> {
     let target = args.store.target()?;
-    let existing = target.recorded_models()?;
+    // Options first: a refused one is named before any database is reached.
     let (ann, bm25) = match &target {
         Target::Embedded(dir) => {
             let current = Manifest::read(dir)?;
@@ -814,6 +814,7 @@ fn index(args: IndexArgs) -> Result<ExitCode> {
         ),
         _ => (args.ann.options(None), args.bm25.options(None)?),
     };
+    let existing = target.recorded_models()?;
     let (embedder, source) = load_embedder(args.embedder.embedder, existing.as_ref())?;
     let (page, late) = load_page_embedders(&args.page_models, existing.as_ref(), true)?;
     let (files, mut missing) = folio_indexer::collect_pdfs(&args.inputs);

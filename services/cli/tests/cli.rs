@@ -558,7 +558,8 @@ fn page_embedders_index_page_images_and_answer_image_queries() -> anyhow::Result
 }
 
 #[test]
-fn hnsw_settings_are_recorded_and_changing_them_rebuilds_the_index() -> anyhow::Result<()> {
+fn hnsw_and_bm25_settings_are_recorded_and_changing_them_rebuilds_the_index() -> anyhow::Result<()>
+{
     let tmp = tempfile::tempdir()?;
     let index = tmp.path().join("idx");
     let sample = repo("datasets/samples/2305.03393v1-pg9.pdf");
@@ -603,9 +604,40 @@ fn hnsw_settings_are_recorded_and_changing_them_rebuilds_the_index() -> anyhow::
         response["hits"][0]["routes"]["dense"].is_u64(),
         "{response}"
     );
-    // Nonsense settings are refused with the reason.
+    // BM25 settings the same way: kept with the index, the others left as they were.
+    let out = folio(&[
+        "index",
+        s(&sample),
+        "--index",
+        s(&index),
+        "--bm25-analyzer",
+        "plain",
+        "--bm25-k1",
+        "0.9",
+    ])?;
+    check(&out);
+    let m = manifest()?;
+    assert_eq!(m["generation"], 3);
+    assert_eq!(m["bm25"]["analyzer"], "plain");
+    assert_eq!(m["bm25"]["k1"], 0.9);
+    assert_eq!(m["bm25"]["b"], 0.75);
+    assert_eq!(m["ann"]["m"], 8);
+    // Nonsense settings are refused with the reason; a database refuses BM25 settings
+    // before it is even reached.
     let out = folio(&["index", s(&sample), "--index", s(&index), "--hnsw-m", "1"])?;
     assert!(String::from_utf8_lossy(&out.stderr).contains("M must be between 2 and 256"));
+    let out = folio(&["index", s(&sample), "--index", s(&index), "--bm25-b", "1.5"])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("b must be between 0 and 1"));
+    let unreachable = "postgres://postgres@127.0.0.1:1/postgres";
+    let out = folio(&[
+        "index",
+        s(&sample),
+        "--store",
+        unreachable,
+        "--bm25-k1",
+        "1",
+    ])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bm25-* options"));
 
     // Re-indexing the unchanged file into a collection, with tags, embeds nothing but
     // records them; searches filter by them.
