@@ -152,6 +152,8 @@ pub struct PgWriter {
     models: IndexModels,
     /// Page images waiting for their document.
     images: Vec<(DocId, PageImageRow)>,
+    /// Loading an empty collection: its HNSW indexes are built at commit.
+    bulk: bool,
 }
 
 impl std::fmt::Debug for PgWriter {
@@ -165,13 +167,24 @@ impl std::fmt::Debug for PgWriter {
 impl PgWriter {
     /// Connects to the primary at `url`, applies the migrations, and records `models` as
     /// the collection's (or checks them against those it was built with).
+    ///
+    /// An empty collection is loaded first and indexed at [`CollectionWriter::commit`]: its
+    /// HNSW indexes are dropped until then (searches meanwhile scan exactly). A collection
+    /// with documents gets any index it lacks (after a load that crashed) before writing.
     pub fn open(url: &str, models: IndexModels) -> Result<Self, PgError> {
         let store = PgStore::connect(url)?;
         store.set_models(&models)?;
+        let bulk = store.counts()?.0 == 0;
+        if bulk {
+            store.drop_vector_indexes()?;
+        } else {
+            store.build_vector_indexes()?;
+        }
         Ok(PgWriter {
             store,
             models,
             images: Vec::new(),
+            bulk,
         })
     }
 
@@ -189,6 +202,7 @@ impl PgWriter {
             store,
             models,
             images: Vec::new(),
+            bulk: false,
         })
     }
 
@@ -277,7 +291,12 @@ impl CollectionWriter for PgWriter {
         Ok(self.store.remove(id)?)
     }
 
+    /// Each document is durable once put; a load into an empty collection builds its HNSW
+    /// indexes here.
     fn commit(self: Box<Self>) -> Result<CommitOutcome, StoreError> {
+        if self.bulk {
+            self.store.build_vector_indexes()?;
+        }
         Ok(CommitOutcome::Unchanged)
     }
 }

@@ -9,8 +9,11 @@
 //!   lock so that several processes starting at once apply each exactly once; the applied
 //!   versions are kept in `folio_migrations`.
 //! - [`PgStore::set_models`] records the models of the collection's routes and creates each
-//!   route's vector column and HNSW index at its width; a different model later is an error
-//!   that names both, as with the embedded store.
+//!   route's vector column at its width; a different model later is an error that names
+//!   both, as with the embedded store. [`PgStore::build_vector_indexes`] builds the HNSW
+//!   indexes; [`PgWriter`] loads an empty collection first and builds them at commit.
+//! - Where the Citus extension is installed, the tables become Citus distributed tables
+//!   (see `distribute`).
 //! - [`PgStore::put_document`] replaces a document with its pages, passages and embeddings in
 //!   one transaction: a reader sees the old document or the new one, never half of either,
 //!   and an acknowledged write is durable (synchronous commit).
@@ -153,6 +156,10 @@ fn distribute(tx: &mut Transaction<'_>) -> Result<(), PgError> {
 
 /// Key of the advisory lock migrations run under (any fixed number; "folio" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6f6c_696f;
+
+/// `maintenance_work_mem` an HNSW index build gets at least (1 GiB, in kB): pgvector builds
+/// far faster while the graph fits in it.
+pub const INDEX_BUILD_MEMORY_KB: i64 = 1024 * 1024;
 
 /// HNSW build parameters of the embedding index (as the embedded store's defaults).
 const HNSW_M: u32 = 16;
@@ -362,6 +369,91 @@ impl PgStore {
         Ok(applied)
     }
 
+    /// The vector columns the collection has (those of its routes), with their HNSW index
+    /// name and operator class.
+    fn vector_columns(
+        &self,
+        client: &mut postgres::Client,
+    ) -> Result<Vec<(&'static str, &'static str, String, &'static str)>, PgError> {
+        let mut out = Vec::new();
+        for (_, table, column, ops) in VECTOR_COLUMNS {
+            let exists: bool = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                                     WHERE table_schema = current_schema()
+                                       AND table_name = $1 AND column_name = $2)",
+                    &[&table, &column],
+                )
+                .map_err(sql("reading the collection's vector columns"))?
+                .get(0);
+            if exists {
+                out.push((table, column, format!("{table}_{column}"), ops));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the HNSW indexes of the vector columns: before loading an empty collection,
+    /// since building an index once over all rows is several times faster than updating it
+    /// row by row. Searches stay right without them (exact scans), only slower.
+    pub fn drop_vector_indexes(&self) -> Result<(), PgError> {
+        let mut client = self.client()?;
+        for (_, _, index, _) in self.vector_columns(&mut client)? {
+            client
+                .batch_execute(&format!("DROP INDEX IF EXISTS {index}"))
+                .map_err(sql(format!("dropping index {index}")))?;
+        }
+        Ok(())
+    }
+
+    /// Builds the HNSW index of every vector column that lacks one (after a bulk load, or
+    /// one a crash cut short), with `maintenance_work_mem` raised to at least
+    /// [`INDEX_BUILD_MEMORY_KB`] for the build; returns the indexes built.
+    pub fn build_vector_indexes(&self) -> Result<Vec<String>, PgError> {
+        let mut client = self.client()?;
+        let mut built = Vec::new();
+        for (table, column, index, ops) in self.vector_columns(&mut client)? {
+            let present: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&index])
+                .map_err(sql("looking for an HNSW index"))?
+                .get(0);
+            if present {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let mut tx = client
+                .transaction()
+                .map_err(sql("starting an index build"))?;
+            let memory_kb: i64 = tx
+                .query_one(
+                    "SELECT setting::bigint FROM pg_settings WHERE name = 'maintenance_work_mem'",
+                    &[],
+                )
+                .map_err(sql("reading maintenance_work_mem"))?
+                .get(0);
+            if memory_kb < INDEX_BUILD_MEMORY_KB {
+                tx.batch_execute(&format!(
+                    "SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY_KB}kB'"
+                ))
+                .map_err(sql("raising maintenance_work_mem"))?;
+            }
+            tx.batch_execute(&format!(
+                "CREATE INDEX IF NOT EXISTS {index} ON {table} USING hnsw ({column} {ops})
+                     WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+            ))
+            .map_err(sql(format!("building index {index}")))?;
+            tx.commit()
+                .map_err(sql(format!("building index {index}")))?;
+            info!(
+                index,
+                seconds = started.elapsed().as_secs_f64(),
+                "built HNSW index"
+            );
+            built.push(index);
+        }
+        Ok(built)
+    }
+
     /// The models this collection's routes were built with; `None` before any was set.
     pub fn models(&self) -> Result<Option<IndexModels>, PgError> {
         let rows = self
@@ -402,7 +494,7 @@ impl PgStore {
             .query_one("SELECT count(*) FROM documents", &[])
             .map_err(sql("counting documents"))?
             .get(0);
-        for (route, table, column, ops) in VECTOR_COLUMNS {
+        for (route, table, column, _) in VECTOR_COLUMNS {
             let given = match route {
                 "text" => Some(&models.text),
                 "page" => models.page.as_ref(),
@@ -453,21 +545,14 @@ impl PgStore {
                         &[&model_key(route), &value],
                     )
                     .map_err(sql("recording a model"))?;
-                    // DDL takes no parameters; every part is ours. One statement a call:
-                    // Citus passes each on to the shards, and only single ones.
-                    for ddl in [
-                        format!(
-                            "ALTER TABLE {table} ADD COLUMN {column} halfvec({dim}) NOT NULL",
-                            dim = g.embedder.dim
-                        ),
-                        format!(
-                            "CREATE INDEX {table}_{column} ON {table} USING hnsw ({column} {ops})
-                                 WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
-                        ),
-                    ] {
-                        tx.batch_execute(&ddl)
-                            .map_err(sql(format!("creating the {route} route's vectors")))?;
-                    }
+                    // DDL takes no parameters; every part is ours. The HNSW index comes
+                    // with the first commit (`build_vector_indexes`): a route is only added
+                    // to an empty collection, which is loaded before it is indexed.
+                    tx.batch_execute(&format!(
+                        "ALTER TABLE {table} ADD COLUMN {column} halfvec({dim}) NOT NULL",
+                        dim = g.embedder.dim
+                    ))
+                    .map_err(sql(format!("creating the {route} route's vectors")))?;
                 }
             }
         }

@@ -519,3 +519,48 @@ fn page_images_are_stored_with_their_document() -> anyhow::Result<()> {
     assert_eq!(writer.store().page_image(&key, PageImageKind::Page)?, None);
     Ok(())
 }
+
+/// A load into an empty collection runs without HNSW indexes and builds them at commit;
+/// searches are right in between (exact scans). A load cut short before its commit gets its
+/// indexes from the next writer.
+#[test]
+fn an_empty_collection_is_loaded_then_indexed() -> anyhow::Result<()> {
+    use folio_store::CollectionWriter;
+    let Some(cluster) = Cluster::start()? else {
+        return Ok(());
+    };
+    let embedder = HashEmbedder::new(32);
+    let has_index = |store: &PgStore| -> anyhow::Result<bool> {
+        let mut client = postgres::Client::connect(store.url(), postgres::NoTls)?;
+        Ok(client
+            .query_one("SELECT to_regclass('passages_embedding') IS NOT NULL", &[])?
+            .get(0))
+    };
+    let writer = PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    load(writer.store(), &embedder)?;
+    assert!(!has_index(writer.store())?, "no index while loading");
+    let query = embedder.embed("rainfall in the northern provinces");
+    let hits = writer.store().dense(&query, 1, None)?;
+    assert_eq!(text_of(writer.store(), &hits[0])?, TEXTS[1].1[0]);
+    // Cut short: no commit. The next writer finds documents and builds the index first.
+    drop(writer);
+    let writer = PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    assert!(has_index(writer.store())?);
+    let hits = writer.store().dense(&query, 1, None)?;
+    assert_eq!(text_of(writer.store(), &hits[0])?, TEXTS[1].1[0]);
+    assert!(
+        writer.store().build_vector_indexes()?.is_empty(),
+        "nothing left to build"
+    );
+
+    // A load that commits builds the index at its commit.
+    let mut client = postgres::Client::connect(&cluster.primary, postgres::NoTls)?;
+    folio_pg::drop_collection(&mut client)?;
+    let writer = PgWriter::open(&cluster.primary, text_models(&embedder))?;
+    load(writer.store(), &embedder)?;
+    let store = PgStore::connect(&cluster.primary)?;
+    assert!(!has_index(&store)?);
+    Box::new(writer).commit()?;
+    assert!(has_index(&store)?);
+    Ok(())
+}

@@ -1276,7 +1276,12 @@ fn bench_postgres(
     let _cleanup = PgCleanup(url);
     eprintln!("bench scale: {label}: writing into {}", redact(url));
     let writer = PgWriter::open(url, models())?;
-    let timing = ingest(&label, corpus, Box::new(writer), " (nothing left to do)")?;
+    let timing = ingest(
+        &label,
+        corpus,
+        Box::new(writer),
+        " (building the HNSW index)",
+    )?;
     let (disk, hnsw, gin, shared_buffers) = pg_sizes(url)?;
     let cluster = PgCluster::connect(url, &[], ReadRouting::default())?;
     let (recall, dense, lexical) = measure_queries(args, &label, &cluster, corpus, truth)?;
