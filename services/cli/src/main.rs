@@ -529,8 +529,10 @@ struct ServeArgs {
     /// read-only and any number of nodes may serve it.
     #[arg(long, env = "FOLIO_READ_ONLY", conflicts_with_all = ["ingest_root", "data_dir"])]
     read_only: bool,
-    /// Where ingestion tasks and uploaded PDFs are kept (default: <index>/service).
-    #[arg(long)]
+    /// Where ingestion tasks and uploaded PDFs are kept (default: <index>/service). A server
+    /// on a database (or shards) accepts uploads and deletes only when given one; without
+    /// it, it is a stateless read-only query node.
+    #[arg(long, env = "FOLIO_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Largest upload request, in MiB.
     #[arg(long, env = "FOLIO_MAX_UPLOAD_MB", default_value_t = 512)]
@@ -1160,6 +1162,20 @@ fn serve(args: ServeArgs) -> Result<()> {
             isolation: args.isolation.isolation()?,
             ..IndexSettings::default()
         },
+        open_writer: match &target {
+            // An embedded index is written through its directory.
+            Target::Embedded(_) => None,
+            _ if args.data_dir.is_none() => None,
+            _ => {
+                let target = target.clone();
+                let open: folio_server::OpenWriter = Arc::new(move |models: &IndexModels| {
+                    target
+                        .writer(models, None, None)
+                        .map_err(|e| folio_store::StoreError::Backend(format!("{e:#}")))
+                });
+                Some(open)
+            }
+        },
     };
     let index_dir = match &target {
         Target::Embedded(dir) => Some(dir.clone()),
@@ -1214,9 +1230,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_concurrent: args.max_concurrent.max(1),
         cors_origins: args.cors_origin,
         ingest_root: args.ingest_root,
+        // A database is written through this server only when it has a data directory.
+        read_only: args.read_only || (index_dir.is_none() && args.data_dir.is_none()),
         data_dir: args.data_dir.unwrap_or_else(|| defaults.data_dir.clone()),
-        // A database is written by `folio index --store`, never through this server.
-        read_only: args.read_only || index_dir.is_none(),
         ..defaults
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

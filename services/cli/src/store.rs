@@ -59,6 +59,7 @@ pub(crate) struct StoreArgs {
 }
 
 /// A command's collection, resolved from [`StoreArgs`].
+#[derive(Clone)]
 pub(crate) enum Target {
     /// The embedded index in this directory.
     Embedded(PathBuf),

@@ -6,7 +6,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use folio_core::{DocId, Document, PageKey};
 use folio_search::{TextLayer, title_of};
-use folio_store::{Collection, PageImageKind, StoreError, StoreWriter, StoredImage};
+use folio_store::{
+    Collection, CollectionWriter, PageImageKind, StoreError, StoreWriter, StoredImage,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
@@ -241,10 +243,24 @@ pub(crate) async fn delete(
     if state.config.read_only {
         return Err(crate::error::read_only());
     }
-    let Some(dir) = state.index.dir().map(std::path::Path::to_path_buf) else {
-        return Err(ApiError::Forbidden(
-            "this server reads a database; delete with `folio delete --store`".into(),
-        ));
+    type OpenBoxed = Box<dyn FnOnce() -> Result<Box<dyn CollectionWriter>, StoreError> + Send>;
+    let open_collection = state.ingest.as_ref().and_then(|i| i.open_writer().cloned());
+    let open_writer: OpenBoxed = match (state.index.dir(), open_collection) {
+        (Some(dir), _) => {
+            let dir = dir.to_path_buf();
+            Box::new(move || Ok(Box::new(StoreWriter::open_existing(&dir)?) as Box<_>))
+        }
+        (None, Some(open)) => {
+            let models = state.index.pipeline().collection().models();
+            Box::new(move || open(&models))
+        }
+        (None, None) => {
+            return Err(ApiError::Forbidden(
+                "this server reads a database without writing it; delete with `folio delete \
+                 --store`, or start the server with --data-dir"
+                    .into(),
+            ));
+        }
     };
     let id = DocId(doc_id.clone());
     let pipeline = state.index.pipeline();
@@ -265,11 +281,11 @@ pub(crate) async fn delete(
     let uploads = state.config.data_dir.join("uploads");
     let outcome = blocking("delete", move || {
         let _guard = guard;
-        let mut writer = StoreWriter::open_existing(&dir)?;
-        let Some(doc) = writer.document(&id).cloned() else {
+        let mut writer = open_writer()?;
+        let Some(doc) = writer.document(&id)? else {
             return Ok(None);
         };
-        writer.remove(&id);
+        writer.remove(&id)?;
         let generation = match writer.commit()? {
             folio_store::CommitOutcome::Published { generation } => Some(generation),
             folio_store::CommitOutcome::Unchanged => None,

@@ -47,7 +47,7 @@ pub use auth::{Access, ApiKeys};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::ProcessMemory;
 pub use state::{IndexHandle, ServerConfig};
-pub use tasks::{IngestModels, Task, TaskState};
+pub use tasks::{IngestModels, OpenWriter, Task, TaskState};
 
 use state::AppState;
 use tasks::{Ingest, Worker};
@@ -73,8 +73,8 @@ impl Server {
     ) -> std::io::Result<Self> {
         let embedded = pipeline.collection().index_dir().is_some();
         let (ingest, worker) = match ingest {
-            // Ingestion writes an embedded index; a database is written by `folio index`.
-            Some(models) if !config.read_only && embedded => {
+            // Ingestion writes an embedded index, or a collection the models can open.
+            Some(models) if !config.read_only && (embedded || models.open_writer.is_some()) => {
                 let (i, w) = Ingest::open(&config.data_dir, models)?;
                 (Some(i), Some(w))
             }

@@ -4,8 +4,9 @@
 //! A task is one JSON file under `<data>/tasks/`, rewritten (atomically) at every change, so
 //! that a restart finds every task as it last was. Tasks that were queued or running when the
 //! server stopped run again at start: files already committed come back `unchanged` (content
-//! hashes), and the store never publishes a half-written generation, so nothing committed is
-//! lost. Uploaded files are kept under `<data>/uploads/<task>/<n>/<name>.pdf`, which becomes the
+//! hashes), and the store never publishes a half-written generation (a database commits each
+//! document on its own), so nothing committed is lost. A server on a database writes it
+//! through [`IngestModels::open_writer`]. Uploaded files are kept under `<data>/uploads/<task>/<n>/<name>.pdf`, which becomes the
 //! document's path.
 
 use std::collections::BTreeMap;
@@ -16,8 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use folio_core::{Embedder, PageEmbedder};
 use folio_indexer::{
-    Embedders, FileObserver, FileReport, FileStatus, IndexSettings, index_files_with,
+    Embedders, FileObserver, FileReport, FileStatus, IndexSettings, index_files_into,
+    index_files_with,
 };
+use folio_store::{CollectionWriter, IndexModels, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -135,11 +138,19 @@ pub struct IngestModels {
     /// Passage cutting, rendering, isolation, ... (collection, tags and progress are set per
     /// task).
     pub settings: IndexSettings,
+    /// How tasks and deletes open a collection that is not an embedded index (a database,
+    /// shards); `None` where only an embedded index is written.
+    pub open_writer: Option<OpenWriter>,
 }
+
+/// Opens a collection for writing with the given models (a database, shards).
+pub type OpenWriter =
+    Arc<dyn Fn(&IndexModels) -> Result<Box<dyn CollectionWriter>, StoreError> + Send + Sync>;
 
 /// The queue: tasks by id, persisted, and the channel to the worker.
 pub struct Ingest {
     dir: PathBuf,
+    open_writer: Option<OpenWriter>,
     tasks: Mutex<BTreeMap<String, StoredTask>>,
     queue: mpsc::UnboundedSender<String>,
     seq: AtomicU64,
@@ -193,11 +204,17 @@ impl Ingest {
         }
         let ingest = Arc::new(Ingest {
             dir,
+            open_writer: models.open_writer.clone(),
             tasks: Mutex::new(tasks),
             queue: tx,
             seq: AtomicU64::new(0),
         });
         Ok((ingest, Worker { queue: rx, models }))
+    }
+
+    /// How this server writes a collection that is not an embedded index, if it does.
+    pub(crate) fn open_writer(&self) -> Option<&OpenWriter> {
+        self.open_writer.as_ref()
     }
 
     /// A fresh task id: time-ordered and unique within this server.
@@ -328,9 +345,13 @@ impl Ingest {
     ) {
         let Worker { mut queue, models } = worker;
         let models = Arc::new(models);
-        let Some(dir) = index.dir().map(std::path::Path::to_path_buf) else {
-            warn!("ingestion needs an embedded index; the worker does not run");
-            return;
+        let destination = match (index.dir(), &models.open_writer) {
+            (Some(dir), _) => Destination::Index(dir.to_path_buf()),
+            (None, Some(open)) => Destination::Collection(open.clone()),
+            (None, None) => {
+                warn!("ingestion needs a collection to write; the worker does not run");
+                return;
+            }
         };
         while let Some(id) = queue.recv().await {
             let guard = writer.lock().await;
@@ -366,7 +387,7 @@ impl Ingest {
                 observer: Some(observer),
                 ..models.settings.clone()
             };
-            let dir = dir.clone();
+            let destination = destination.clone();
             let run_models = models.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 let m = &run_models;
@@ -376,7 +397,15 @@ impl Ingest {
                     page: m.page.as_ref().map(|(e, s)| (e.as_ref(), s.as_deref())),
                     late: m.late.as_ref().map(|(e, s)| (e.as_ref(), s.as_deref())),
                 };
-                index_files_with(&dir, &inputs, &embedders, &settings)
+                match destination {
+                    Destination::Index(dir) => {
+                        index_files_with(&dir, &inputs, &embedders, &settings)
+                    }
+                    Destination::Collection(open) => {
+                        let writer = open(&embedders.models())?;
+                        index_files_into(writer, &inputs, &embedders, &settings)
+                    }
+                }
             })
             .await;
             let outcome = match outcome {
@@ -419,6 +448,13 @@ impl Ingest {
             }
         }
     }
+}
+
+/// What the worker writes: an embedded index, or a collection it opens.
+#[derive(Clone)]
+enum Destination {
+    Index(PathBuf),
+    Collection(OpenWriter),
 }
 
 fn apply(f: &mut TaskFile, r: &FileReport) {

@@ -46,6 +46,7 @@ fn ingest_models() -> IngestModels {
             progress: false,
             ..IndexSettings::default()
         },
+        open_writer: None,
     }
 }
 
