@@ -1162,19 +1162,19 @@ fn serve(args: ServeArgs) -> Result<()> {
             isolation: args.isolation.isolation()?,
             ..IndexSettings::default()
         },
-        open_writer: match &target {
-            // An embedded index is written through its directory.
-            Target::Embedded(_) => None,
-            _ if args.data_dir.is_none() => None,
-            _ => {
-                let target = target.clone();
-                let open: folio_server::OpenWriter = Arc::new(move |models: &IndexModels| {
-                    target
-                        .writer(models, None, None)
-                        .map_err(|e| folio_store::StoreError::Backend(format!("{e:#}")))
-                });
-                Some(open)
-            }
+        // An embedded index is written through its directory; databases through a writer
+        // when the server has a data directory. Embedded shards are not written here: their
+        // readers would not see the new generations.
+        open_writer: if target.only_databases() && args.data_dir.is_some() {
+            let target = target.clone();
+            let open: folio_server::OpenWriter = Arc::new(move |models: &IndexModels| {
+                target
+                    .writer(models, None, None)
+                    .map_err(|e| folio_store::StoreError::Backend(format!("{e:#}")))
+            });
+            Some(open)
+        } else {
+            None
         },
     };
     let index_dir = match &target {
@@ -1231,7 +1231,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         cors_origins: args.cors_origin,
         ingest_root: args.ingest_root,
         // A database is written through this server only when it has a data directory.
-        read_only: args.read_only || (index_dir.is_none() && args.data_dir.is_none()),
+        read_only: args.read_only || (index_dir.is_none() && ingest.open_writer.is_none()),
         data_dir: args.data_dir.unwrap_or_else(|| defaults.data_dir.clone()),
         ..defaults
     };

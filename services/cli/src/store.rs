@@ -182,6 +182,16 @@ impl Target {
         })
     }
 
+    /// Whether every part is a database (which readers see written at once; an embedded
+    /// part is read as the generation it had when opened).
+    pub fn only_databases(&self) -> bool {
+        match self {
+            Target::Embedded(_) => false,
+            Target::Postgres { .. } => true,
+            Target::Shards(parts) => parts.iter().all(Target::only_databases),
+        }
+    }
+
     /// Whether any part is a database (whose HNSW and BM25 options Folio does not set).
     pub fn has_database(&self) -> bool {
         match self {
