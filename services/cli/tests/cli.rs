@@ -943,16 +943,20 @@ fn bench_bm25_scores_a_beir_dataset_and_names_bad_input() -> anyhow::Result<()> 
         data.join("qrels/test.tsv"),
         "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\nq3\td3\t1\n",
     )?;
-    let out = folio(&[
-        "bench",
-        "bm25",
-        "--dataset",
-        s(&data),
-        "--repeat",
-        "1",
-        "--json",
-    ])?;
-    let report: Value = serde_json::from_str(&check(&out))?;
+    let bench = |extra: &[&str]| -> anyhow::Result<Value> {
+        let mut args = vec![
+            "bench",
+            "bm25",
+            "--dataset",
+            s(&data),
+            "--repeat",
+            "1",
+            "--json",
+        ];
+        args.extend(extra);
+        Ok(serde_json::from_str(&check(&folio(&args)?))?)
+    };
+    let report = bench(&[])?;
     let folio_row = &report["systems"][0];
     assert_eq!(report["docs"], 4, "{report}");
     assert_eq!(report["queries"], 3);
@@ -963,22 +967,7 @@ fn bench_bm25_scores_a_beir_dataset_and_names_bad_input() -> anyhow::Result<()> 
 
     // With k1 and b other than tantivy's, and the plain analyser: "stripe" no longer
     // matches "stripes", so q1 finds nothing.
-    let out = folio(&[
-        "bench",
-        "bm25",
-        "--dataset",
-        s(&data),
-        "--repeat",
-        "1",
-        "--json",
-        "--analyzer",
-        "plain",
-        "--k1",
-        "0.9",
-        "--b",
-        "0.4",
-    ])?;
-    let report: Value = serde_json::from_str(&check(&out))?;
+    let report = bench(&["--analyzer", "plain", "--k1", "0.9", "--b", "0.4"])?;
     let ndcg = report["systems"][0]["ndcg_10"].as_f64().unwrap_or_default();
     assert!((ndcg - 2.0 / 3.0).abs() < 1e-9, "{report}");
 

@@ -28,26 +28,13 @@ impl Citus {
     /// Starts the three; `None` (with the reason printed) where Citus is not installed.
     pub fn start() -> anyhow::Result<Option<Citus>> {
         let dir = tempfile::tempdir()?;
-        let port = free_ports(3)?;
-        let out = Command::new(citus_script())
-            .arg("start")
-            .arg(dir.path())
-            .arg(port.to_string())
-            .output()?;
-        if !out.status.success() {
-            eprintln!(
-                "skipped: scripts/pg/citus.sh could not start a Citus cluster: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        let Some(urls) = start_script(&citus_script(), dir.path(), free_ports(3)?, "Citus")? else {
             return Ok(None);
-        }
-        let stdout = String::from_utf8(out.stdout)?;
-        let url = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("coordinator="))
-            .map(String::from)
-            .ok_or_else(|| anyhow::anyhow!("no coordinator URL in {stdout}"))?;
-        Ok(Some(Citus { dir, url }))
+        };
+        Ok(Some(Citus {
+            url: url(&urls, "coordinator")?,
+            dir,
+        }))
     }
 }
 
@@ -73,30 +60,12 @@ impl Cluster {
     /// Starts both; `None` (with the reason printed) where PostgreSQL cannot be installed.
     pub fn start() -> anyhow::Result<Option<Cluster>> {
         let dir = tempfile::tempdir()?;
-        let port = free_port_pair()?;
-        let out = Command::new(script())
-            .arg("start")
-            .arg(dir.path())
-            .arg(port.to_string())
-            .output()?;
-        if !out.status.success() {
-            eprintln!(
-                "skipped: scripts/pg/cluster.sh could not start PostgreSQL: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let Some(urls) = start_script(&script(), dir.path(), free_ports(2)?, "PostgreSQL")? else {
             return Ok(None);
-        }
-        let stdout = String::from_utf8(out.stdout)?;
-        let url = |name: &str| -> anyhow::Result<String> {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .map(String::from)
-                .ok_or_else(|| anyhow::anyhow!("no {name} URL in {stdout}"))
         };
         Ok(Some(Cluster {
-            primary: url("primary")?,
-            replica: url("replica")?,
+            primary: url(&urls, "primary")?,
+            replica: url(&urls, "replica")?,
             dir,
         }))
     }
@@ -122,9 +91,37 @@ impl Drop for Cluster {
     }
 }
 
-/// A loopback port whose successor is free too (the replica's).
-fn free_port_pair() -> anyhow::Result<u16> {
-    free_ports(2)
+/// Runs `script start DIR PORT`; its stdout (`name=url` lines), or `None` with the reason
+/// printed where it cannot start `what`.
+fn start_script(
+    script: &Path,
+    dir: &Path,
+    port: u16,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    let out = Command::new(script)
+        .arg("start")
+        .arg(dir)
+        .arg(port.to_string())
+        .output()?;
+    if !out.status.success() {
+        eprintln!(
+            "skipped: {} could not start {what}: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8(out.stdout)?))
+}
+
+/// The URL on the `name=` line of a start script's output.
+fn url(stdout: &str, name: &str) -> anyhow::Result<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .map(String::from)
+        .ok_or_else(|| anyhow::anyhow!("no {name} URL in {stdout}"))
 }
 
 /// A free loopback port whose `n - 1` successors are free too.
