@@ -4,10 +4,10 @@
 
 use std::collections::HashSet;
 
-use folio_core::{DocId, DocMeta, Document, Found, Page, PageKey, Passage, PassageId};
+use folio_core::{DocId, DocMeta, Document, Filter, Found, Page, PageKey, Passage, PassageId};
 use folio_store::{
     Collection, CollectionStats, CollectionWriter, CommitOutcome, DocSet, IndexModels,
-    PageEmbeddings, PageImageKind, StoreError, StoredImage,
+    PageEmbeddings, PageImageKind, Selection, StoreError, StoredImage,
 };
 
 use crate::{PageImageRow, PgCluster, PgError, PgStore};
@@ -72,6 +72,13 @@ impl Collection for PgCluster {
 
     fn documents(&self) -> Result<Vec<Document>, StoreError> {
         Ok(self.read(PgStore::documents)?)
+    }
+
+    fn select(&self, filter: &Filter) -> Result<Selection, StoreError> {
+        Ok(Selection {
+            docs: self.read(|s| s.select(filter))?.into_iter().collect(),
+            missing: Vec::new(),
+        })
     }
 
     fn document(&self, id: &DocId) -> Result<Option<Document>, StoreError> {

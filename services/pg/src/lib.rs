@@ -35,7 +35,7 @@ mod vector;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use folio_core::{BBox, DocId, DocMeta, Document, Hit, Page, PageKey, Passage, PassageId};
+use folio_core::{BBox, DocId, DocMeta, Document, Filter, Hit, Page, PageKey, Passage, PassageId};
 use folio_store::{
     IndexModels, PageEmbeddings, PageImageKind, RouteModel, StoredImage, TokenMatrix, maxsim,
 };
@@ -815,6 +815,35 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+
+    /// The ids of the documents `filter` keeps, decided in SQL (as [`Filter::keeps`] does:
+    /// a bound on `modified` drops documents without one).
+    pub fn select(&self, filter: &Filter) -> Result<Vec<DocId>, PgError> {
+        let ids: Vec<&str> = filter.doc_ids.iter().map(|d| d.0.as_str()).collect();
+        let tags = serde_json::json!(filter.tags);
+        let bound = |t: Option<u64>| t.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let rows = self
+            .client()?
+            .query(
+                "SELECT doc_id FROM documents
+                  WHERE (cardinality($1::text[]) = 0 OR doc_id = ANY($1))
+                    AND (cardinality($2::text[]) = 0 OR meta->>'collection' = ANY($2))
+                    AND coalesce(meta->'tags', '[]'::jsonb) @> $3::jsonb
+                    AND ($4::text IS NULL OR starts_with(path, $4))
+                    AND ($5::bigint IS NULL OR (meta->>'modified')::bigint >= $5)
+                    AND ($6::bigint IS NULL OR (meta->>'modified')::bigint < $6)",
+                &[
+                    &ids,
+                    &filter.collections,
+                    &tags,
+                    &filter.path_prefix,
+                    &bound(filter.modified_after),
+                    &bound(filter.modified_before),
+                ],
+            )
+            .map_err(sql("selecting documents"))?;
+        Ok(rows.iter().map(|r| DocId(r.get(0))).collect())
     }
 
     /// Every document, by id.

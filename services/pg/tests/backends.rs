@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use folio_core::testing::HashEmbedder;
 use folio_core::{
-    DocId, DocMeta, Document, Embedder, EmbedderInfo, EmbeddingKind, Hit, Page, PageKey, Passage,
+    DocId, DocMeta, Document, Embedder, EmbedderInfo, EmbeddingKind, Filter, Hit, Page, PageKey,
+    Passage,
 };
 use folio_indexer::{Embedders, FileObserver, FileStatus, IndexSettings, TextDocument};
 use folio_pg::{PgCluster, PgWriter, ReadRouting};
@@ -160,7 +161,13 @@ fn write_corpus(writer: &mut dyn CollectionWriter, text: &HashEmbedder) -> anyho
             bytes: 100,
             meta: DocMeta {
                 collection: Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
-                ..Default::default()
+                tags: [(i % 3 == 0, "three"), (i % 5 == 0, "five")]
+                    .into_iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, t)| t.to_string())
+                    .collect(),
+                // Every fourth document has no date.
+                modified: (i % 4 != 0).then_some(1_000 + i as u64),
             },
         };
         writer.put_document(doc, pages, passages, vectors, embeddings)?;
@@ -315,6 +322,45 @@ fn same_answers_as_the_embedded_store(url: &str) -> anyhow::Result<()> {
         (se.documents, se.pages, se.passages),
         (sp.documents, sp.pages, sp.passages)
     );
+
+    // Metadata filters resolve to the same documents as `Filter::keeps` says.
+    let all = embedded.documents()?;
+    let filters = [
+        Filter::default(),
+        Filter {
+            collections: vec!["odd".into()],
+            tags: vec!["three".into()],
+            ..Filter::default()
+        },
+        Filter {
+            tags: vec!["three".into(), "five".into()],
+            ..Filter::default()
+        },
+        Filter {
+            doc_ids: vec![DocId(format!("{:016x}", 3)), DocId("missing".into())],
+            path_prefix: Some("/corpus/".into()),
+            ..Filter::default()
+        },
+        Filter {
+            path_prefix: Some("/corpus/1".into()),
+            modified_after: Some(1_005),
+            modified_before: Some(1_020),
+            ..Filter::default()
+        },
+        Filter {
+            modified_before: Some(u64::MAX),
+            ..Filter::default()
+        },
+    ];
+    for f in &filters {
+        let want: HashSet<DocId> = all
+            .iter()
+            .filter(|d| f.keeps(d))
+            .map(|d| d.doc_id.clone())
+            .collect();
+        assert_eq!(embedded.select(f)?.docs, want, "{f:?}");
+        assert_eq!(pg.select(f)?.docs, want, "{f:?} on PostgreSQL");
+    }
 
     let mut rng = Rng(99);
     let odd: HashSet<DocId> = (0..DOCS)

@@ -749,7 +749,7 @@ impl Pipeline {
         let mut missing = Vec::new();
         let allowed = match request.filter.as_ref().filter(|f| !f.is_empty()) {
             Some(f) => {
-                let selection = self.collection.select(&|d| f.keeps(d))?;
+                let selection = self.collection.select(f)?;
                 missing = selection.missing;
                 Some(Arc::new(selection.docs))
             }

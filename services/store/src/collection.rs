@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use folio_core::{DocId, DocMeta, Document, Found, Hit, Page, PageKey, Passage, PassageId};
+use folio_core::{DocId, DocMeta, Document, Filter, Found, Hit, Page, PageKey, Passage, PassageId};
 
 use crate::{
     CommitOutcome, DocSet, IndexModels, PageEmbeddings, PageImageKind, Store, StoreError,
@@ -69,13 +69,13 @@ pub trait Collection: Send + Sync {
     fn stats(&self) -> Result<CollectionStats, StoreError>;
     /// Every document, by id.
     fn documents(&self) -> Result<Vec<Document>, StoreError>;
-    /// The documents `keeps` accepts.
-    fn select(&self, keeps: &dyn Fn(&Document) -> bool) -> Result<Selection, StoreError> {
+    /// The documents `filter` keeps (a database answers it in SQL).
+    fn select(&self, filter: &Filter) -> Result<Selection, StoreError> {
         Ok(Selection {
             docs: self
                 .documents()?
                 .into_iter()
-                .filter(|d| keeps(d))
+                .filter(|d| filter.keeps(d))
                 .map(|d| d.doc_id)
                 .collect(),
             missing: Vec::new(),
@@ -206,11 +206,11 @@ impl Collection for Store {
         Ok(Store::documents(self).values().cloned().collect())
     }
 
-    fn select(&self, keeps: &dyn Fn(&Document) -> bool) -> Result<Selection, StoreError> {
+    fn select(&self, filter: &Filter) -> Result<Selection, StoreError> {
         Ok(Selection {
             docs: Store::documents(self)
                 .values()
-                .filter(|d| keeps(d))
+                .filter(|d| filter.keeps(d))
                 .map(|d| d.doc_id.clone())
                 .collect(),
             missing: Vec::new(),

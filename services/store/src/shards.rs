@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use folio_core::{DocId, DocMeta, Document, Found, Hit, Page, PageKey, Passage, PassageId};
+use folio_core::{DocId, DocMeta, Document, Filter, Found, Hit, Page, PageKey, Passage, PassageId};
 use tracing::warn;
 
 use crate::{
@@ -345,25 +345,24 @@ impl Collection for Shards {
         Ok(docs)
     }
 
-    fn select(&self, keeps: &dyn Fn(&Document) -> bool) -> Result<Selection, StoreError> {
-        let all = (0..self.shards.len()).map(|i| (i, ())).collect();
-        let g = self.gather(all, |c, ()| c.documents())?;
+    fn select(&self, filter: &Filter) -> Result<Selection, StoreError> {
+        let all = (0..self.shards.len())
+            .map(|i| (i, filter.clone()))
+            .collect();
+        let g = self.gather(all, |c, f| c.select(&f))?;
         if g.answers.is_empty() {
             return Err(StoreError::Backend(format!(
                 "no shard answered: {}",
                 g.missing.join("; ")
             )));
         }
-        Ok(Selection {
-            docs: g
-                .answers
-                .into_iter()
-                .flat_map(|(_, d)| d)
-                .filter(|d| keeps(d))
-                .map(|d| d.doc_id)
-                .collect(),
-            missing: g.missing,
-        })
+        let mut missing = g.missing;
+        let mut docs = DocSet::new();
+        for (_, part) in g.answers {
+            docs.extend(part.docs);
+            missing.extend(part.missing);
+        }
+        Ok(Selection { docs, missing })
     }
 
     fn document(&self, id: &DocId) -> Result<Option<Document>, StoreError> {

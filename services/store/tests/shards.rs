@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use folio_core::testing::HashEmbedder;
-use folio_core::{DocId, DocMeta, Document, Embedder, Found, Page, PageKey, Passage, PassageId};
+use folio_core::{
+    DocId, DocMeta, Document, Embedder, Filter, Found, Page, PageKey, Passage, PassageId,
+};
 use folio_store::{
     Collection, CollectionStats, CollectionWriter, DocSet, IndexModels, PageEmbeddings,
     PageImageKind, SHARD_BITS, ShardWriter, Shards, Store, StoreError, StoreWriter, StoredImage,
@@ -184,7 +186,11 @@ fn documents_spread_by_id_hash_and_answers_match_one_whole_collection() -> anyho
     let found = shards.dense(&text.embed("ledger"), 10, Some(&keep))?;
     assert_eq!(found.hits.len(), 9);
     assert!(found.hits.iter().all(|h| keep.contains(&h.page.doc_id)));
-    let selected = shards.select(&|d| d.path.ends_with("/7.pdf"))?;
+    let seven = Filter {
+        path_prefix: Some("/corpus/7.".into()),
+        ..Filter::default()
+    };
+    let selected = shards.select(&seven)?;
     assert_eq!(selected.docs, [DocId("doc7".into())].into());
 
     // Point reads go to the owning shard.
@@ -371,7 +377,7 @@ fn a_failing_or_slow_shard_is_missing_and_the_others_answer() -> anyhow::Result<
     assert!(stats.documents > 0 && stats.documents < DOCS);
     // The list of documents is all or nothing; a filter resolves on the shards that answer.
     assert!(Collection::documents(&shards).is_err());
-    let selected = shards.select(&|_| true)?;
+    let selected = shards.select(&Filter::default())?;
     assert_eq!(selected.docs.len(), stats.documents);
     assert_eq!(selected.missing.len(), 2);
 
