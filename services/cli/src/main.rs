@@ -228,6 +228,10 @@ struct AnnArgs {
     /// per run.
     #[arg(long)]
     ef_search: Option<usize>,
+    /// With f16 or i8 storage, take this many times k candidates from the graph and score
+    /// them again with the exact vectors, kept in memory (1-16; default 2; 1 turns it off).
+    #[arg(long)]
+    ann_rescore: Option<usize>,
 }
 
 impl AnnArgs {
@@ -237,7 +241,8 @@ impl AnnArgs {
             || self.ann_metric.is_some()
             || self.hnsw_m.is_some()
             || self.ef_construction.is_some()
-            || self.ef_search.is_some();
+            || self.ef_search.is_some()
+            || self.ann_rescore.is_some();
         if !given {
             return None;
         }
@@ -256,6 +261,7 @@ impl AnnArgs {
         o.m = self.hnsw_m.unwrap_or(o.m);
         o.ef_construction = self.ef_construction.unwrap_or(o.ef_construction);
         o.ef_search = self.ef_search.unwrap_or(o.ef_search);
+        o.rescore = self.ann_rescore.unwrap_or(o.rescore);
         Some(o)
     }
 }

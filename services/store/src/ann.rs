@@ -47,6 +47,10 @@ pub struct AnnOptions {
     pub ef_construction: usize,
     /// Candidate list size while searching (ef_search); searches for more use k.
     pub ef_search: usize,
+    /// With f16 or i8 storage, the graph returns `rescore * k` candidates and they are
+    /// scored again with the exact f32 vectors (kept in memory beside the graph); 1 turns
+    /// that off. Ignored with f32 storage.
+    pub rescore: usize,
 }
 
 impl Default for AnnOptions {
@@ -57,6 +61,7 @@ impl Default for AnnOptions {
             m: 16,
             ef_construction: 128,
             ef_search: 128,
+            rescore: 2,
         }
     }
 }
@@ -70,6 +75,12 @@ impl AnnOptions {
                 self.m
             )));
         }
+        if !(1..=16).contains(&self.rescore) {
+            return Err(StoreError::Invalid(format!(
+                "the re-scoring factor must be between 1 and 16, got {}",
+                self.rescore
+            )));
+        }
         for (name, v) in [
             ("ef_construction", self.ef_construction),
             ("ef_search", self.ef_search),
@@ -81,6 +92,12 @@ impl AnnOptions {
             }
         }
         Ok(())
+    }
+
+    /// Whether searches re-score the graph's candidates with exact vectors (which the index
+    /// then needs: [`AnnIndex::with_exact_rows`]).
+    pub fn rescores(&self) -> bool {
+        self.storage != AnnStorage::F32 && self.rescore > 1
     }
 
     fn usearch(&self, dim: usize) -> IndexOptions {
@@ -137,6 +154,49 @@ pub struct AnnIndex {
     /// ("Reserve capacity ahead of searches!") when none is free: searches beyond that many
     /// wait here for one.
     slots: Slots,
+    /// The exact rows that re-score a quantized graph's candidates.
+    exact: Option<ExactRows>,
+}
+
+/// Exact f32 rows beside a quantized graph: the graph finds `factor * k` candidates cheaply,
+/// the rows put the best `k` of them in the exact order with exact similarities.
+struct ExactRows {
+    rows: Vec<f32>,
+    dim: usize,
+    factor: usize,
+    cosine: bool,
+}
+
+impl ExactRows {
+    /// The best `k` of `candidates`, scored again.
+    fn rescore(&self, query: &[f32], candidates: Vec<(u64, f32)>, k: usize) -> Vec<(u64, f32)> {
+        let query_norm = norm(query);
+        let mut hits: Vec<(u64, f32)> = candidates
+            .into_iter()
+            .map(|(key, approximate)| {
+                let row = usize::try_from(key)
+                    .ok()
+                    .and_then(|r| self.rows.get(r * self.dim..(r + 1) * self.dim));
+                let Some(row) = row else {
+                    return (key, approximate);
+                };
+                let dot: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
+                let similarity = if self.cosine {
+                    dot / (norm(row) * query_norm).max(f32::MIN_POSITIVE)
+                } else {
+                    dot
+                };
+                (key, similarity)
+            })
+            .collect();
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        hits.truncate(k);
+        hits
+    }
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
 }
 
 /// Search contexts reserved per index: enough for every core twice over (searches are CPU
@@ -222,6 +282,7 @@ impl AnnIndex {
             index,
             exact_rows: exact_rows(dim),
             slots: Slots::new(contexts),
+            exact: None,
         })
     }
 
@@ -256,7 +317,51 @@ impl AnnIndex {
             index,
             exact_rows: exact_rows(dim),
             slots: Slots::new(contexts),
+            exact: None,
         })
+    }
+
+    /// Keeps `rows` (the indexed vectors, row-major, as given to [`AnnIndex::build`]) to
+    /// re-score the graph's candidates, when `options` ask for it ([`AnnOptions::rescores`]);
+    /// otherwise drops them.
+    pub fn with_exact_rows(
+        mut self,
+        options: &AnnOptions,
+        rows: Vec<f32>,
+    ) -> Result<Self, StoreError> {
+        if !options.rescores() {
+            return Ok(self);
+        }
+        let dim = self.index.dimensions();
+        if rows.len() != self.len() * dim {
+            return Err(StoreError::Invalid(format!(
+                "{} floats to re-score {} vectors of width {dim}",
+                rows.len(),
+                self.len()
+            )));
+        }
+        self.exact = Some(ExactRows {
+            rows,
+            dim,
+            factor: options.rescore,
+            cosine: options.metric == AnnMetric::Cosine,
+        });
+        Ok(self)
+    }
+
+    /// How many candidates to ask the graph for, to return `k`.
+    fn candidates(&self, k: usize) -> usize {
+        self.exact
+            .as_ref()
+            .map_or(k, |e| k.saturating_mul(e.factor))
+    }
+
+    /// The best `k` of `hits`, scored again with the exact rows where the index has them.
+    fn finish(&self, query: &[f32], hits: Vec<(u64, f32)>, k: usize) -> Vec<(u64, f32)> {
+        match &self.exact {
+            Some(exact) => exact.rescore(query, hits, k),
+            None => hits,
+        }
     }
 
     /// Number of vectors.
@@ -269,9 +374,13 @@ impl AnnIndex {
         self.len() == 0
     }
 
-    /// Bytes the index holds in memory.
+    /// Bytes the index holds in memory (the graph, and the exact rows it re-scores with).
     pub fn memory_usage(&self) -> usize {
         self.index.memory_usage()
+            + self
+                .exact
+                .as_ref()
+                .map_or(0, |e| e.rows.len() * std::mem::size_of::<f32>())
     }
 
     /// Searches the graph whatever the size: for measuring HNSW itself (benchmarks, recall
@@ -296,12 +405,13 @@ impl AnnIndex {
             return Ok(Vec::new());
         }
         let _slot = self.slots.take();
+        let n = self.candidates(k);
         let matches = if self.scans() {
-            self.index.exact_search(vector, k)
+            self.index.exact_search(vector, n)
         } else {
-            self.index.search(vector, k)
+            self.index.search(vector, n)
         };
-        Ok(similarities(matches.map_err(err)?))
+        Ok(self.finish(vector, similarities(matches.map_err(err)?), k))
     }
 
     /// As [`AnnIndex::search`], among the rows `keep` accepts.
@@ -315,6 +425,7 @@ impl AnnIndex {
             return Ok(Vec::new());
         }
         let _slot = self.slots.take();
+        let n = self.candidates(k);
         if self.scans() {
             let all = self
                 .index
@@ -322,11 +433,11 @@ impl AnnIndex {
                 .map_err(err)?;
             let mut hits = similarities(all);
             hits.retain(|(key, _)| keep(*key));
-            hits.truncate(k);
-            return Ok(hits);
+            hits.truncate(n);
+            return Ok(self.finish(vector, hits, k));
         }
-        let matches = self.index.filtered_search(vector, k, keep).map_err(err)?;
-        Ok(similarities(matches))
+        let matches = self.index.filtered_search(vector, n, keep).map_err(err)?;
+        Ok(self.finish(vector, similarities(matches), k))
     }
 }
 

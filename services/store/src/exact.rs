@@ -94,21 +94,29 @@ mod tests {
         let exact = ExactIndex::new(dim, data.clone());
         let queries = vectors(100, dim, 99);
         // Every storage and metric, saved and reopened; i8 loses most, so it gets the lowest
-        // bar.
-        for (metric, storage, floor) in [
-            (AnnMetric::Cosine, AnnStorage::F32, 0.95),
-            (AnnMetric::InnerProduct, AnnStorage::F32, 0.95),
-            (AnnMetric::Cosine, AnnStorage::F16, 0.95),
-            (AnnMetric::Cosine, AnnStorage::I8, 0.9),
+        // bar, unless its candidates are re-scored with the exact rows.
+        for (metric, storage, rescore, floor) in [
+            (AnnMetric::Cosine, AnnStorage::F32, 1, 0.95),
+            (AnnMetric::InnerProduct, AnnStorage::F32, 1, 0.95),
+            (AnnMetric::Cosine, AnnStorage::F16, 1, 0.95),
+            (AnnMetric::Cosine, AnnStorage::I8, 1, 0.9),
+            (AnnMetric::Cosine, AnnStorage::F16, 2, 0.95),
+            (AnnMetric::Cosine, AnnStorage::I8, 2, 0.95),
+            (AnnMetric::InnerProduct, AnnStorage::I8, 3, 0.95),
         ] {
             let options = AnnOptions {
                 metric,
                 storage,
+                rescore,
                 ..AnnOptions::default()
             };
             let path = tmp.path().join(format!("{metric:?}-{storage:?}.usearch"));
             ann::build(&path, &options, dim, &data)?;
-            let hnsw = ann::AnnIndex::open(&path, &options, dim)?.always_use_graph();
+            let hnsw = ann::AnnIndex::open(&path, &options, dim)?
+                .always_use_graph()
+                .with_exact_rows(&options, data.clone())?;
+            // Re-scored similarities are the exact ones; quantized ones are close.
+            let tolerance = if options.rescores() { 1e-4 } else { 0.05 };
             assert_eq!(hnsw.len(), n);
             let mut found = 0;
             for q in queries.chunks_exact(dim) {
@@ -120,12 +128,12 @@ mod tests {
                 // same vector (the graph, built on several threads, may miss the true first).
                 for h in &got {
                     if let Some(t) = scored.iter().find(|t| t.0 == h.0) {
-                        assert!((h.1 - t.1).abs() < 0.05, "{metric:?} {storage:?}");
+                        assert!((h.1 - t.1).abs() < tolerance, "{metric:?} {storage:?}");
                     }
                 }
             }
             let recall = found as f64 / 1000.0;
-            eprintln!("HNSW {metric:?} {storage:?} recall@10 vs exact: {recall}");
+            eprintln!("HNSW {metric:?} {storage:?} x{rescore} recall@10 vs exact: {recall}");
             assert!(
                 recall >= floor,
                 "{metric:?} {storage:?}: recall@10 {recall}"
@@ -141,6 +149,10 @@ mod tests {
             AnnOptions { m: 1, ..options },
             AnnOptions {
                 ef_search: 0,
+                ..options
+            },
+            AnnOptions {
+                rescore: 0,
                 ..options
             },
         ] {

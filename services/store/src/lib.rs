@@ -195,6 +195,16 @@ impl Store {
                 message: format!("{} vectors for {} passages", ann.len(), data.passages.len()),
             });
         }
+        // A quantized graph re-scores its candidates with the exact vectors.
+        let ann = if manifest.ann.rescores() {
+            let rows = fsio::read_f32(
+                &gen_dir.join(writer::VECTORS),
+                data.passages.len() * manifest.embedder.dim,
+            )?;
+            ann.with_exact_rows(&manifest.ann, rows)?
+        } else {
+            ann
+        };
         let page = match &manifest.page {
             Some(m) => Some(PageIndex::open(
                 &gen_dir.join(page::DIR),

@@ -75,6 +75,11 @@ impl PageIndex {
                 });
             }
         }
+        let ann = if options.rescores() {
+            ann.with_exact_rows(options, fsio::read_f32(&dir.join(VECTORS), rows * dim)?)?
+        } else {
+            ann
+        };
         Ok(PageIndex { keys, ann })
     }
 

@@ -18,7 +18,7 @@ use crate::{LateRoute, StoreError, fsio, io_err, page};
 const DOCUMENTS: &str = "documents.json";
 const PAGES: &str = "pages.jsonl";
 const PASSAGES: &str = "passages.jsonl";
-const VECTORS: &str = "vectors.f32";
+pub(crate) const VECTORS: &str = "vectors.f32";
 pub(crate) const LATE_KEYS: &str = "keys.jsonl";
 const LOCK: &str = "LOCK";
 

@@ -436,3 +436,32 @@ fn path_and_hash_lookups_follow_puts_and_removals() -> anyhow::Result<()> {
     assert_eq!(id(w.find_by_hash("cccc-hash")), Some("cccc".into()));
     Ok(())
 }
+
+#[test]
+fn a_quantized_index_rescores_with_the_exact_vectors() -> anyhow::Result<()> {
+    use folio_store::{AnnOptions, AnnStorage};
+    let tmp = tempfile::tempdir()?;
+    let e = HashEmbedder::new(16);
+    let mut w = StoreWriter::open(tmp.path(), e.info(), None)?;
+    w.set_ann_options(AnnOptions {
+        storage: AnnStorage::I8,
+        ..AnnOptions::default()
+    })?;
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("passage {i} about topic {}", i % 7))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    put(&mut w, doc("aaaa", "/a.pdf", &refs, &e))?;
+    w.commit()?;
+    let store = Store::open(tmp.path())?;
+    assert!(store.manifest().ann.rescores());
+    let q = e.embed("topic 3 passage");
+    let hits = store.ann_search(&q, 5, None)?;
+    assert_eq!(hits.len(), 5);
+    for (id, score) in hits {
+        let text = &store.passage(id).expect("a hit's passage").text;
+        let exact: f32 = e.embed(text).iter().zip(&q).map(|(a, b)| a * b).sum();
+        assert!((score - exact).abs() < 1e-5, "{score} against {exact}");
+    }
+    Ok(())
+}

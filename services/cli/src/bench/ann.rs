@@ -48,6 +48,10 @@ pub struct AnnBenchArgs {
     /// Folio storages to build, comma-separated: f32, f16, i8.
     #[arg(long, value_delimiter = ',', default_value = "f32,f16,i8")]
     storage: Vec<String>,
+    /// With f16 and i8 storage, ask the graph for this many times k candidates and score
+    /// them again with the exact f32 rows (1: off), as the store does.
+    #[arg(long, default_value_t = AnnOptions::default().rescore)]
+    rescore: usize,
     /// Threads of the peers' builds, the ground truth and the batch columns (default: all
     /// cores; Folio's build always uses all cores).
     #[arg(long)]
@@ -297,16 +301,22 @@ fn bench_folio(
     threads: usize,
     tmp: &Path,
 ) -> Result<System> {
-    let name = format!("folio-{}", format!("{storage:?}").to_lowercase());
+    let mut name = format!("folio-{}", format!("{storage:?}").to_lowercase());
     let options = AnnOptions {
         metric: AnnMetric::InnerProduct,
         storage,
         m: args.m,
         ef_construction: args.ef_construction,
         ef_search: args.ef_search[0],
+        rescore: args.rescore,
     };
+    if options.rescores() {
+        name.push_str(&format!("+rescore{}", options.rescore));
+    }
     let started = Instant::now();
-    let index = AnnIndex::build(&options, dim, base)?.always_use_graph();
+    let index = AnnIndex::build(&options, dim, base)?
+        .always_use_graph()
+        .with_exact_rows(&options, base.to_vec())?;
     let build_s = started.elapsed().as_secs_f64();
     let file = tmp.join(format!("{name}.usearch"));
     index.save(&file)?;
@@ -348,7 +358,12 @@ fn bench_folio(
         build_s,
         memory_bytes: index.memory_usage() as u64,
         memory_measured_as: format!(
-            "usearch memory_usage(); saved file {:.1} MB",
+            "usearch memory_usage(){}; saved file {:.1} MB",
+            if options.rescores() {
+                " + the f32 rows it re-scores with"
+            } else {
+                ""
+            },
             saved as f64 / 1e6
         ),
         runs,
