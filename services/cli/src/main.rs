@@ -79,6 +79,9 @@ enum BenchCommand {
     /// BM25 build time, index size, QPS and quality on a BEIR dataset, next to bm25s
     /// (--peer) on the same corpus and queries.
     Bm25(bench::bm25::Bm25BenchArgs),
+    /// Text extraction and page rendering speed (pages/s) over a folder of PDFs, next to
+    /// poppler's pdftotext and pdftoppm (--poppler) on the same files.
+    Ingest(bench::ingest::IngestBenchArgs),
     /// Load test of a running `folio serve`: concurrent keep-alive clients searching in a
     /// closed loop; throughput, latency percentiles, errors and the server's peak RSS.
     Serve(bench::serve::ServeBenchArgs),
@@ -665,6 +668,9 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Ann(a)) => bench::ann::ann(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Bm25(a)) => bench::bm25::bm25(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Ingest(a)) => {
+            bench::ingest::ingest(a).map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Serve(a)) => {
             bench::serve::serve(a).map(|()| ExitCode::SUCCESS)
         }

@@ -986,3 +986,34 @@ fn bench_bm25_scores_a_beir_dataset_and_names_bad_input() -> anyhow::Result<()> 
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/dataset"));
     Ok(())
 }
+
+#[test]
+fn bench_ingest_measures_text_and_rendering_and_names_bad_input() -> anyhow::Result<()> {
+    let sample = repo("datasets/samples/multi_page.pdf");
+    let out = folio(&["bench", "ingest", s(&sample), "--dpi", "50", "--json"])?;
+    let report: Value = serde_json::from_str(&check(&out))?;
+    assert_eq!(report["files"], 1, "{report}");
+    let pages = report["pages"].as_u64().unwrap_or_default();
+    assert!(pages >= 3, "{report}");
+    assert_eq!(report["runs"][0]["pages"], pages);
+    let folio_row = &report["systems"][0];
+    for key in ["text_pages_per_s", "render_pages_per_s"] {
+        assert!(
+            folio_row[key].as_f64().unwrap_or_default() > 0.0,
+            "{report}"
+        );
+    }
+
+    // A file that is not a PDF cannot be measured, and says why; so does a missing one.
+    let tmp = tempfile::tempdir()?;
+    let fake = tmp.path().join("fake.pdf");
+    std::fs::write(&fake, b"not a pdf")?;
+    let out = folio(&["bench", "ingest", s(&fake)])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to measure"));
+    let out = folio(&["bench", "ingest", "/no/such/folder"])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
+    let out = folio(&["bench", "ingest", s(&sample), "--dpi", "0"])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dpi"));
+    Ok(())
+}

@@ -4,6 +4,7 @@
 pub mod ann;
 pub mod bm25;
 pub mod embed;
+pub mod ingest;
 pub mod rerank;
 pub mod scale;
 pub mod serve;
