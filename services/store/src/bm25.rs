@@ -23,7 +23,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{
     DocAddress, DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Score,
-    SegmentOrdinal, SegmentReader, TERMINATED, TantivyDocument, Term,
+    SegmentOrdinal, SegmentReader, TantivyDocument, Term,
 };
 
 use crate::StoreError;
@@ -411,7 +411,7 @@ impl SegmentCollector for Bm25SegmentCollector {
             if postings.doc() < doc {
                 postings.seek(doc);
             }
-            if postings.doc() == doc && doc != TERMINATED {
+            if postings.doc() == doc {
                 let tf = postings.term_freq() as f32;
                 score += *weight * tf / (tf + norm);
             }
