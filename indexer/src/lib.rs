@@ -734,7 +734,10 @@ fn index_pdf(run: &mut Run<'_>, path: &Path) -> FileReport {
         content_hash: hex(&Sha256::digest(&bytes)),
         bytes: size,
         modified,
-        pictures: Some(Pictures::Pdf(&bytes)),
+        pictures: Some(Pictures::Pdf(pictures::PdfFile {
+            bytes: &bytes,
+            path,
+        })),
     };
     let isolation = run.settings.isolation.clone();
     run.document(source, || match &isolation {

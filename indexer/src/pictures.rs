@@ -6,7 +6,7 @@ use std::time::Instant;
 use folio_core::{DocId, Embedding, PageEmbedder, PageImage, PageKey};
 use folio_store::{PageEmbeddings, PageImageKind, TokenMatrix};
 
-use crate::{PAGE_CHUNK, Run, render};
+use crate::{PAGE_CHUNK, Run, isolate, render};
 
 impl Run<'_> {
     /// Handles a document's pictures (the rendered pages of a PDF, or one image): stores
@@ -42,49 +42,66 @@ impl Run<'_> {
         Ok((out, warning))
     }
 
-    /// Renders the pages of a PDF, [`PAGE_CHUNK`] at a time, and takes them.
+    /// Renders the pages of a PDF (in a worker process when the settings isolate files) and
+    /// takes them [`PAGE_CHUNK`] at a time.
     fn rendered_pages(
         &mut self,
         doc_id: &DocId,
-        pdf: &[u8],
+        pdf: PdfFile<'_>,
         n_pages: u32,
         short: &str,
         out: &mut PageEmbeddings,
         failed: &mut Vec<String>,
     ) -> Result<(), String> {
-        let mut renderer = match render::PageRenderer::open(pdf) {
-            Ok(r) => r,
-            Err(e) => {
-                failed.push(format!("pages 1-{n_pages}: {e}"));
-                return Ok(());
-            }
+        let settings = self.settings.render;
+        let isolation = self.settings.isolation.clone();
+        let wanted = n_pages as usize;
+        let mut chunk = Vec::with_capacity(PAGE_CHUNK);
+        let mut flush = |run: &mut Self,
+                         chunk: &mut Vec<(u32, image::RgbImage)>,
+                         failed: &mut Vec<String>,
+                         done: usize| {
+            run.take_pictures(doc_id, std::mem::take(chunk), out, failed)?;
+            let rate = run.report.page_images as f64 / run.report.page_image_seconds.max(1e-9);
+            run.bar.set_message(format!(
+                "{short}: page images {done}/{wanted} ({rate:.2} pages/s)"
+            ));
+            Ok::<(), String>(())
         };
-        let wanted = (n_pages as usize).min(renderer.page_count());
-        if renderer.page_count() < n_pages as usize {
-            failed.push(format!(
-                "pages {}-{n_pages}: the renderer finds only {} pages",
-                renderer.page_count() + 1,
-                renderer.page_count()
-            ));
-        }
-        let mut start = 0;
-        while start < wanted {
-            let end = (start + PAGE_CHUNK).min(wanted);
-            let mut pages = Vec::with_capacity(end - start);
-            let rendered = renderer.render_range(start..end, &self.settings.render);
-            for (i, result) in rendered.into_iter().enumerate() {
-                let page = (start + i + 1) as u32;
-                match result {
-                    Ok(img) => pages.push((page, img)),
-                    Err(e) => failed.push(format!("page {page}: {e}")),
-                }
+        let mut take = |index: usize, result: Result<image::RgbImage, String>| {
+            let page = index as u32 + 1;
+            match result {
+                Ok(img) => chunk.push((page, img)),
+                Err(e) => failed.push(format!("page {page}: {e}")),
             }
-            self.take_pictures(doc_id, pages, out, failed)?;
-            let rate = self.report.page_images as f64 / self.report.page_image_seconds.max(1e-9);
-            self.bar.set_message(format!(
-                "{short}: page images {end}/{wanted} ({rate:.2} pages/s)"
-            ));
-            start = end;
+            if chunk.len() == PAGE_CHUNK {
+                flush(self, &mut chunk, failed, index + 1)?;
+            }
+            Ok(())
+        };
+        let run = match &isolation {
+            Some(iso) => isolate::render_isolated(iso, pdf.path, &settings, wanted, &mut take)?,
+            None => render::render_document(pdf.bytes, &settings, wanted, &mut take)?,
+        };
+        flush(self, &mut chunk, failed, wanted)?;
+        let end = match run.page_count {
+            Some(count) if count < wanted => {
+                failed.push(format!(
+                    "pages {}-{wanted}: the renderer finds only {count} pages",
+                    count + 1
+                ));
+                count
+            }
+            _ => wanted,
+        };
+        if let Some((first, reason)) = run.stopped
+            && first < end
+        {
+            failed.push(if first + 1 == end {
+                format!("page {end}: {reason}")
+            } else {
+                format!("pages {}-{end}: {reason}", first + 1)
+            });
         }
         Ok(())
     }
@@ -184,10 +201,17 @@ fn page_image(img: image::RgbImage) -> PageImage {
 /// What a document's page images come from.
 #[derive(Clone, Copy)]
 pub(crate) enum Pictures<'a> {
-    /// A PDF's bytes: its pages are rendered.
-    Pdf(&'a [u8]),
+    /// A PDF: its pages are rendered.
+    Pdf(PdfFile<'a>),
     /// An encoded image (PNG, JPEG) that is the document's only page.
     Image(&'a [u8]),
+}
+
+/// A PDF file: its bytes, and where they were read from (for a worker process to read).
+#[derive(Clone, Copy)]
+pub(crate) struct PdfFile<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) path: &'a std::path::Path,
 }
 
 fn embed_images(model: &dyn PageEmbedder, images: &[PageImage]) -> Result<Vec<Embedding>, String> {

@@ -205,37 +205,62 @@ impl PageRenderer {
         range: std::ops::Range<usize>,
         settings: &RenderSettings,
     ) -> Vec<Result<RgbImage, RenderError>> {
+        let mut out = Vec::with_capacity(range.len().min(self.pages));
+        self.render_each(range, settings, |_, result| {
+            out.push(result);
+            true
+        });
+        out
+    }
+
+    /// Renders pages `range` (0-based, clamped to the document) in order, handing each to
+    /// `take` as soon as it is drawn (its index and image or error), so that only one image
+    /// is held at a time. Stops early when `take` returns false.
+    pub fn render_each(
+        &mut self,
+        range: std::ops::Range<usize>,
+        settings: &RenderSettings,
+        mut take: impl FnMut(usize, Result<RgbImage, RenderError>) -> bool,
+    ) {
         let end = range.end.min(self.pages);
-        let mut out = Vec::with_capacity(end.saturating_sub(range.start));
         if let Err(e) = check_settings(settings) {
-            out.extend((range.start..end).map(|_| Err(e.clone())));
-            return out;
+            for index in range.start..end {
+                if !take(index, Err(e.clone())) {
+                    return;
+                }
+            }
+            return;
         }
         let mut next = range.start;
         while next < end {
-            let crashed = self.render_until_crash(next..end, settings, &mut out);
-            next = range.start + out.len();
-            if crashed && next < end {
+            match self.render_until_crash(next..end, settings, &mut take) {
+                Progress::Done | Progress::Stopped => return,
+                Progress::Crashed(after) => next = after,
+            }
+            if next < end {
                 // A panic may have poisoned the parser's locks: start again from the bytes.
                 match guarded(None, || open_pdf(self.pdf.data().clone())) {
                     Ok(Ok((pdf, _))) => self.pdf = pdf,
                     Ok(Err(e)) | Err(e) => {
-                        out.extend((next..end).map(|_| Err(e.clone())));
-                        break;
+                        for index in next..end {
+                            if !take(index, Err(e.clone())) {
+                                return;
+                            }
+                        }
+                        return;
                     }
                 }
             }
         }
-        out
     }
 
-    /// Renders `range` into `out` until a page panics; returns whether one did.
+    /// Renders `range` into `take` until a page panics, or `take` says stop.
     fn render_until_crash(
         &self,
         range: std::ops::Range<usize>,
         settings: &RenderSettings,
-        out: &mut Vec<Result<RgbImage, RenderError>>,
-    ) -> bool {
+        take: &mut impl FnMut(usize, Result<RgbImage, RenderError>) -> bool,
+    ) -> Progress {
         let warnings = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&warnings);
         let interpreter = InterpreterSettings {
@@ -274,13 +299,67 @@ impl PageRenderer {
                 debug!(page = index + 1, warnings = ?list, "renderer warnings");
                 list.clear();
             }
-            out.push(result);
+            if !take(index, result) {
+                return Progress::Stopped;
+            }
             if crashed {
-                return true;
+                return Progress::Crashed(index + 1);
             }
         }
-        false
+        Progress::Done
     }
+}
+
+/// How a run of pages ended.
+enum Progress {
+    Done,
+    Stopped,
+    /// A page panicked; rendering goes on from this index, with the document reopened.
+    Crashed(usize),
+}
+
+/// How a document's rendering ended (see [`render_document`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderRun {
+    /// Pages in the document as the renderer reads its page tree; `None` when it could not
+    /// open the document.
+    pub page_count: Option<usize>,
+    /// When rendering stopped before the last page: the first page (0-based) left without an
+    /// image, and why. The pages after it have no image either.
+    pub stopped: Option<(usize, String)>,
+}
+
+/// What a document's pages are handed to, one at a time: the page index (0-based) and its
+/// image or the reason it has none. An `Err` stops the rendering and comes back from it.
+pub type TakePage<'a> = dyn FnMut(usize, Result<RgbImage, String>) -> Result<(), String> + 'a;
+
+/// Renders the first `limit` pages of a PDF (bytes) in-process, in order, handing each to
+/// `take` as soon as it is drawn. A document that cannot be opened is reported in the
+/// [`RenderRun`], not as an error; the only `Err` is one `take` returned.
+pub fn render_document(
+    bytes: &[u8],
+    settings: &RenderSettings,
+    limit: usize,
+    take: &mut TakePage<'_>,
+) -> Result<RenderRun, String> {
+    let mut renderer = match PageRenderer::open(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(RenderRun {
+                page_count: None,
+                stopped: Some((0, e.to_string())),
+            });
+        }
+    };
+    let mut refused = Ok(());
+    renderer.render_each(0..limit, settings, |index, result| {
+        refused = take(index, result.map_err(|e| e.to_string()));
+        refused.is_ok()
+    });
+    refused.map(|()| RenderRun {
+        page_count: Some(renderer.page_count()),
+        stopped: None,
+    })
 }
 
 /// Opens the document and counts its pages.

@@ -59,11 +59,13 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Extracts one PDF's text for `folio index` in a capped process (internal).
+    /// Extracts one PDF's text, or renders its pages, for `folio index` in a capped process
+    /// (internal; the arguments are folio_indexer::isolate's).
     #[command(hide = true)]
     ExtractWorker {
-        /// The PDF.
-        path: PathBuf,
+        /// What to do and the PDF.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -569,14 +571,16 @@ struct ServeArgs {
     isolation: IsolationArgs,
 }
 
-/// How each PDF's text is extracted: in a worker process with limits, or in-process.
+/// How each PDF's text is extracted and its pages rendered: in worker processes with
+/// limits, or in-process.
 #[derive(Args)]
 struct IsolationArgs {
-    /// Seconds one PDF's text extraction may take (in a worker process); 0 extracts
-    /// in-process, without time or memory limits.
+    /// Seconds one PDF's text extraction may take, in a worker process; its page rendering
+    /// (in another) gets as long again. 0 extracts and renders in-process, without time or
+    /// memory limits.
     #[arg(long, default_value_t = 120.0)]
     file_time_limit: f64,
-    /// MiB of memory one PDF's text extraction may use.
+    /// MiB of memory one PDF's text extraction, or page rendering, may use.
     #[arg(long, default_value_t = 4096)]
     file_memory_limit: u64,
 }
@@ -655,9 +659,9 @@ fn main() -> ExitCode {
         Command::Eval(EvalCommand::Metrics(a)) => eval_metrics(a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Retrieval(a)) => eval_retrieval(*a).map(|()| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Geo(a)) => geo::eval_geo(*a).map(|()| ExitCode::SUCCESS),
-        Command::ExtractWorker { path } => {
+        Command::ExtractWorker { args } => {
             return ExitCode::from(
-                u8::try_from(folio_indexer::isolate::worker_main(&path)).unwrap_or(1),
+                u8::try_from(folio_indexer::isolate::worker_main(&args)).unwrap_or(1),
             );
         }
         Command::Bench(BenchCommand::Rerank(a)) => {

@@ -1,6 +1,6 @@
 //! The `folio` binary as users run it: index with a JSON report, search with --json, errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -713,6 +713,26 @@ fn a_file_over_the_time_limit_fails_with_the_reason() -> anyhow::Result<()> {
         )?)
     };
     assert_eq!(pages(&isolated)?, pages(&in_process)?);
+    // The rendering worker's page images are the in-process renderer's, byte for byte.
+    let images = |dir: &Path| -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.join("images")];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push((path.strip_prefix(dir)?.to_path_buf(), std::fs::read(&path)?));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    };
+    let from_worker = images(&isolated)?;
+    assert!(from_worker.len() >= 2, "a page image and a thumbnail");
+    assert_eq!(from_worker, images(&in_process)?);
     Ok(())
 }
 
