@@ -213,6 +213,7 @@ mod tests {
                     start,
                     end,
                     block: b as u32,
+                    rtl: false,
                     bbox: BBox {
                         x0,
                         y0,

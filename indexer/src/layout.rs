@@ -6,8 +6,14 @@
 //! cost a clone) are cut into glyphs, the glyphs are aligned with the text's characters, and
 //! runs of aligned characters whose glyphs sit side by side on one baseline become lines.
 //! Lines that follow each other down one column at a steady pitch, in one font size, form a
-//! block. Text the alignment cannot place (annotation text, some right-to-left runs) gets no
-//! line; the text itself is never changed.
+//! block. Text the alignment cannot place (annotation text, words whose glyphs map to other
+//! words) gets no line.
+//!
+//! Right-to-left runs (Hebrew, Arabic) are laid out from their right end, and their lines
+//! read on leftwards and are marked [`TextLine::rtl`], so that a passage's box is cut from
+//! the right end of such a line. The text itself is never changed but for one repair:
+//! pdf_oxide reverses a whole run into reading order, Latin words and numbers inside it
+//! too, and those are turned back.
 //!
 //! Geometry is worked in points in the displayed page frame (page `/Rotate` applied, y
 //! downwards), and boxes come out as fractions of the visible page (the CropBox within the
@@ -42,6 +48,10 @@ pub struct TextLine {
     pub block: u32,
     /// Where the line is, in fractions of the visible page (origin top-left).
     pub bbox: BBox,
+    /// Whether the line reads right to left (most of its letters are Hebrew, Arabic or
+    /// another right-to-left script): its text starts at the right end of its box.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rtl: bool,
 }
 
 /// A block of lines: a paragraph-like run of one column.
@@ -129,16 +139,18 @@ pub fn boxes_for(lines: &[TextLine], start: u32, end: u32) -> Vec<BBox> {
     out
 }
 
-/// The part of line `l` that holds chars `a..b`, in proportion to the chars (lines that run
-/// down the page, taller than wide, are not cut).
+/// The part of line `l` that holds chars `a..b`, in proportion to the chars, from the right
+/// end of a right-to-left line (lines that run down the page, taller than wide, are not cut).
 fn cut(l: &TextLine, a: u32, b: u32) -> BBox {
     let n = (l.end - l.start) as f32;
     let (w, h) = (l.bbox.x1 - l.bbox.x0, l.bbox.y1 - l.bbox.y0);
     if n <= 0.0 || h > w {
         return l.bbox;
     }
-    let f0 = (a - l.start) as f32 / n;
-    let f1 = (b - l.start) as f32 / n;
+    let (mut f0, mut f1) = ((a - l.start) as f32 / n, (b - l.start) as f32 / n);
+    if l.rtl {
+        (f0, f1) = (1.0 - f1, 1.0 - f0);
+    }
     BBox {
         x0: l.bbox.x0 + w * f0,
         x1: l.bbox.x0 + w * f1,
@@ -184,6 +196,9 @@ pub(crate) struct Glyph {
     pub c: char,
     pub rect: Rect,
     pub span: u32,
+    /// Laid out right to left from a span whose text pdf_oxide turned from drawing order
+    /// into reading order (see [`glyphs`]).
+    pub flipped: bool,
 }
 
 /// Maps user-space geometry to the displayed page and to fractions of its visible part.
@@ -309,6 +324,10 @@ const DESCENT: f32 = 0.22;
 /// The glyphs of `spans` in span order, whitespace left out. Horizontal runs are cut into
 /// per-character boxes (pdf_oxide's glyph origins when it has them, else its advance widths,
 /// else equal shares); rotated runs give every character the run's box.
+///
+/// A right-to-left run (most letters Hebrew, Arabic...) drawn left to right, as producers
+/// draw after the bidi algorithm, comes from pdf_oxide with its text and advance widths
+/// reversed into reading order: its characters are laid out from the right end of the run.
 pub(crate) fn glyphs(spans: &[TextSpan], frame: &Frame) -> Vec<Glyph> {
     let mut out = Vec::new();
     for (si, s) in spans.iter().enumerate() {
@@ -327,7 +346,7 @@ pub(crate) fn glyphs(spans: &[TextSpan], frame: &Frame) -> Vec<Glyph> {
             } else {
                 frame.user_rect(p.x, p.y, p.width, p.height)
             };
-            push_chars(&mut out, s.text.chars().map(|c| (c, rect)), span);
+            push_chars(&mut out, s.text.chars().map(|c| (c, rect)), span, false);
             continue;
         }
         let (x, y) = if s.page_rotation_applied.rem_euclid(360) == 180 {
@@ -335,7 +354,7 @@ pub(crate) fn glyphs(spans: &[TextSpan], frame: &Frame) -> Vec<Glyph> {
         } else {
             (b.x, b.y)
         };
-        let advances = char_advances(s, x, n);
+        let (advances, mirrored) = char_advances(s, x, n, reads_rtl(&s.text));
         // The run's box starts at the baseline and is one font size high: move it down to
         // take in descenders (and leave the room above capitals).
         let bottom = y - DESCENT * b.height;
@@ -344,14 +363,36 @@ pub(crate) fn glyphs(spans: &[TextSpan], frame: &Frame) -> Vec<Glyph> {
             .chars()
             .zip(advances)
             .map(|(c, (cx, cw))| (c, frame.user_rect(cx, bottom, cw, b.height)));
-        push_chars(&mut out, chars, span);
+        push_chars(&mut out, chars, span, mirrored && !s.rtl_draw_logical);
     }
     out
 }
 
+/// Whether `c` belongs to a right-to-left script (Hebrew, Arabic, Syriac, Thaana, N'Ko,
+/// Samaritan, Mandaic, and their presentation forms).
+pub(crate) fn is_rtl(c: char) -> bool {
+    matches!(u32::from(c),
+        0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x10800..=0x10FFF | 0x1E800..=0x1EFFF)
+}
+
+/// Whether most letters of `text` are right-to-left.
+fn reads_rtl(text: &str) -> bool {
+    let (mut rtl, mut letters) = (0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphanumeric()) {
+        letters += 1;
+        rtl += usize::from(is_rtl(c));
+    }
+    rtl * 2 > letters
+}
+
 /// Pushes the non-whitespace characters, with ligatures spelled out (extractors disagree on
 /// whether `ﬁ` is one char or two).
-fn push_chars(out: &mut Vec<Glyph>, chars: impl Iterator<Item = (char, Rect)>, span: u32) {
+fn push_chars(
+    out: &mut Vec<Glyph>,
+    chars: impl Iterator<Item = (char, Rect)>,
+    span: u32,
+    flipped: bool,
+) {
     for (c, rect) in chars {
         if c.is_whitespace() {
             continue;
@@ -364,16 +405,28 @@ fn push_chars(out: &mut Vec<Glyph>, chars: impl Iterator<Item = (char, Rect)>, s
             '\u{FB04}' => "ffl",
             '\u{FB05}' | '\u{FB06}' => "st",
             _ => {
-                out.push(Glyph { c, rect, span });
+                out.push(Glyph {
+                    c,
+                    rect,
+                    span,
+                    flipped,
+                });
                 continue;
             }
         };
-        out.extend(spelled.chars().map(|c| Glyph { c, rect, span }));
+        out.extend(spelled.chars().map(|c| Glyph {
+            c,
+            rect,
+            span,
+            flipped,
+        }));
     }
 }
 
-/// `(x, width)` in user space of each of the `n` chars of a horizontal span starting at `x`.
-fn char_advances(s: &TextSpan, x: f32, n: usize) -> Vec<(f32, f32)> {
+/// `(x, width)` in user space of each of the `n` chars of a horizontal span starting at `x`,
+/// and whether they were laid out from the right end (`rtl`, unless glyph origins say where
+/// each char is).
+fn char_advances(s: &TextSpan, x: f32, n: usize, rtl: bool) -> (Vec<(f32, f32)>, bool) {
     let right = x + s.bbox.width;
     let offsets = &s.char_x_offsets;
     let offsets_fit = offsets.len() == n
@@ -385,7 +438,7 @@ fn char_advances(s: &TextSpan, x: f32, n: usize) -> Vec<(f32, f32)> {
     if offsets_fit && x == s.bbox.x {
         let widths_fit = s.char_widths.len() == n;
         let max_advance = (s.font_size * 1.5).max(0.0);
-        return (0..n)
+        let placed = (0..n)
             .map(|i| {
                 let ox = offsets[i];
                 let next = offsets
@@ -400,21 +453,32 @@ fn char_advances(s: &TextSpan, x: f32, n: usize) -> Vec<(f32, f32)> {
                 (ox, w.max(0.0))
             })
             .collect();
+        return (placed, false);
     }
-    if s.char_widths.len() == n && s.char_widths.iter().all(|w| w.is_finite()) {
-        let mut cx = x;
-        return s
-            .char_widths
-            .iter()
-            .map(|&w| {
-                let at = cx;
-                cx += w;
-                (at, w.max(0.0))
-            })
-            .collect();
+    let left_to_right: Vec<(f32, f32)> =
+        if s.char_widths.len() == n && s.char_widths.iter().all(|w| w.is_finite()) {
+            let mut cx = x;
+            s.char_widths
+                .iter()
+                .map(|&w| {
+                    let at = cx;
+                    cx += w;
+                    (at, w.max(0.0))
+                })
+                .collect()
+        } else {
+            let w = if n > 0 { s.bbox.width / n as f32 } else { 0.0 };
+            (0..n).map(|i| (x + w * i as f32, w)).collect()
+        };
+    if !rtl {
+        return (left_to_right, false);
     }
-    let w = if n > 0 { s.bbox.width / n as f32 } else { 0.0 };
-    (0..n).map(|i| (x + w * i as f32, w)).collect()
+    // Mirror within the run: the first char ends at its right end.
+    let mirrored = left_to_right
+        .into_iter()
+        .map(|(at, w)| (2.0 * x + s.bbox.width - at - w, w))
+        .collect();
+    (mirrored, true)
 }
 
 /// Chars compared at a time when the alignment looks for its place again.
@@ -625,7 +689,7 @@ pub(crate) fn lines(
 }
 
 /// Whether glyph `g` continues the line whose last glyph is `p`: the same span, or the same
-/// row a little to the right. The text's own line break between them allows a smaller gap
+/// row a little to the right (or to the left, in right-to-left text). The text's own line break between them allows a smaller gap
 /// (the gutter between columns read row by row), none allows a wide one (justified text,
 /// table cells read across).
 fn continues(p: &Glyph, g: &Glyph, newline: bool) -> bool {
@@ -636,7 +700,11 @@ fn continues(p: &Glyph, g: &Glyph, newline: bool) -> bool {
     let low = a.height().min(b.height()).max(0.01);
     let high = a.height().max(b.height());
     let gap = if newline { 0.8 } else { 4.0 } * high;
-    a.v_overlap(b) >= 0.5 * low && b.x0 >= a.x0 - 0.5 * high && b.x0 - a.x1 <= gap
+    let rightward = b.x0 >= a.x0 - 0.5 * high && b.x0 - a.x1 <= gap;
+    // Right-to-left text reads on leftwards (and its embedded left-to-right words start
+    // further left again).
+    let leftward = (is_rtl(p.c) || is_rtl(g.c)) && b.x1 <= a.x1 + 0.5 * high && a.x0 - b.x1 <= gap;
+    a.v_overlap(b) >= 0.5 * low && (rightward || leftward)
 }
 
 /// Block numbers for lines in reading order: a new block starts where a line is neither
@@ -689,11 +757,15 @@ pub(crate) fn blocks(lines: &[Rect]) -> Vec<u32> {
     out
 }
 
-/// The layout of a page whose text is `text`: its lines with blocks and boxes.
-pub(crate) fn layout(text: &str, spans: &[TextSpan], frame: &Frame) -> Vec<TextLine> {
+/// The layout of a page whose text is `text`: its lines with blocks and boxes. The text is
+/// left as it is but for one repair: left-to-right words inside right-to-left runs that
+/// pdf_oxide reversed with the run are turned back (see [`unreverse_ltr_runs`]).
+pub(crate) fn layout(text: &mut String, spans: &[TextSpan], frame: &Frame) -> Vec<TextLine> {
     let glyphs = glyphs(spans, frame);
-    let owner = align(text, &glyphs);
+    let mut owner = align(text, &glyphs);
+    unreverse_ltr_runs(text, &mut owner, &glyphs);
     let found = lines(text, &owner, &glyphs);
+    let chars: Vec<char> = text.chars().collect();
     let kept: Vec<(usize, usize, Rect, BBox)> = found
         .into_iter()
         .filter_map(|(s, e, r)| frame.fractions(&r).map(|b| (s, e, r, b)))
@@ -707,13 +779,70 @@ pub(crate) fn layout(text: &str, spans: &[TextSpan], frame: &Frame) -> Vec<TextL
             end: u32::try_from(e).unwrap_or(u32::MAX),
             block,
             bbox,
+            rtl: reads_rtl(&chars[s..e].iter().collect::<String>()),
         })
         .collect()
 }
 
-/// The layout of page `index` of `doc`, whose extracted text is `text`; empty when the page
-/// geometry is unusable or the spans cannot be read.
-pub(crate) fn page_layout(doc: &PdfDocument, index: usize, text: &str) -> Vec<TextLine> {
+/// Whether `c` is part of a left-to-right word (letters and digits of other scripts).
+fn ltr_word_char(c: char) -> bool {
+    c.is_alphanumeric() && !is_rtl(c)
+}
+
+/// Turns back the left-to-right words (Latin words, numbers) that pdf_oxide reversed along
+/// with the right-to-left run around them: a run of such chars (with single punctuation
+/// marks inside, as in `right-to-left` or `3.14`) all drawn by glyphs of one flipped span.
+/// The run's chars, and their glyphs, are reversed in place, so offsets do not move.
+pub(crate) fn unreverse_ltr_runs(text: &mut String, owner: &mut [Option<u32>], glyphs: &[Glyph]) {
+    let mut chars: Vec<char> = text.chars().collect();
+    let flipped_span = |owner: &[Option<u32>], ci: usize| {
+        owner[ci]
+            .and_then(|g| glyphs.get(g as usize))
+            .and_then(|g| g.flipped.then_some(g.span))
+    };
+    let mut changed = false;
+    let mut i = 0;
+    while i < chars.len() {
+        if !ltr_word_char(chars[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i + 1;
+        loop {
+            if end < chars.len() && ltr_word_char(chars[end]) {
+                end += 1;
+            } else if end + 1 < chars.len()
+                && !chars[end].is_whitespace()
+                && !chars[end].is_alphanumeric()
+                && !is_rtl(chars[end])
+                && ltr_word_char(chars[end + 1])
+            {
+                end += 2;
+            } else {
+                break;
+            }
+        }
+        i = end;
+        let span = flipped_span(owner, start);
+        if end - start >= 2
+            && span.is_some()
+            && (start..end).all(|ci| flipped_span(owner, ci) == span)
+        {
+            chars[start..end].reverse();
+            owner[start..end].reverse();
+            changed = true;
+        }
+    }
+    if changed {
+        *text = chars.into_iter().collect();
+    }
+}
+
+/// The layout of page `index` of `doc`, whose extracted text is `text` (see [`layout`] for
+/// the one repair it may make); empty when the page geometry is unusable or the spans cannot
+/// be read.
+pub(crate) fn page_layout(doc: &PdfDocument, index: usize, text: &mut String) -> Vec<TextLine> {
     if text.trim().is_empty() {
         return Vec::new();
     }
@@ -753,6 +882,7 @@ mod tests {
                     y1: y + 10.0,
                 },
                 span,
+                flipped: false,
             });
             cx += 5.0;
         }
@@ -818,24 +948,28 @@ mod tests {
                 end: 10,
                 block: 0,
                 bbox: b(0.10),
+                rtl: false,
             },
             TextLine {
                 start: 11,
                 end: 21,
                 block: 0,
                 bbox: b(0.12),
+                rtl: false,
             },
             TextLine {
                 start: 22,
                 end: 32,
                 block: 0,
                 bbox: b(0.14),
+                rtl: false,
             },
             TextLine {
                 start: 33,
                 end: 43,
                 block: 1,
                 bbox: b(0.50),
+                rtl: false,
             },
         ];
         // Half of line 0, lines 1 and 2 whole, all of block 1.
@@ -878,5 +1012,67 @@ mod tests {
         // Outside the crop: nothing.
         assert!(f.fractions(&f.user_rect(0.0, 0.0, 50.0, 50.0)).is_none());
         Ok(())
+    }
+
+    #[test]
+    fn reversed_ltr_words_in_flipped_runs_are_turned_back() {
+        // pdf_oxide's text of a Hebrew line with a word, a version and a year inside, all
+        // reversed with the line; its glyphs come from one flipped span, in text order.
+        let mut text = String::from("גרסה oiloF 3.2 6202 חדשה");
+        let glyph = |c: char, flipped: bool| Glyph {
+            c,
+            rect: Rect {
+                x0: 0.0,
+                y0: 0.0,
+                x1: 5.0,
+                y1: 10.0,
+            },
+            span: 0,
+            flipped,
+        };
+        let glyphs: Vec<Glyph> = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| glyph(c, true))
+            .collect();
+        let mut owner = align(&text, &glyphs);
+        let before = owner.clone();
+        unreverse_ltr_runs(&mut text, &mut owner, &glyphs);
+        assert_eq!(text, "גרסה Folio 2.3 2026 חדשה");
+        // Each char keeps the glyph that drew it.
+        let chars: Vec<char> = text.chars().collect();
+        for (c, g) in chars.iter().zip(&owner) {
+            if let Some(g) = g {
+                assert_eq!(glyphs[*g as usize].c, *c);
+            }
+        }
+        assert_ne!(owner, before);
+        // Glyphs laid out left to right (not flipped): the text is left alone.
+        let mut text = String::from("abc דה fed");
+        let glyphs: Vec<Glyph> = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| glyph(c, false))
+            .collect();
+        let mut owner = align(&text, &glyphs);
+        unreverse_ltr_runs(&mut text, &mut owner, &glyphs);
+        assert_eq!(text, "abc דה fed");
+    }
+
+    #[test]
+    fn rtl_lines_read_on_leftwards() {
+        // Two Hebrew words drawn as separate spans, read right to left: one line.
+        let mut g = Vec::new();
+        row(&mut g, 0, 100.0, 0.0, "אב");
+        row(&mut g, 1, 80.0, 0.0, "גד");
+        let text = "אב גד";
+        let owner = align(text, &g);
+        assert_eq!(lines(text, &owner, &g).len(), 1);
+        // Latin words drawn that way are two lines (the second goes back left).
+        let mut g = Vec::new();
+        row(&mut g, 0, 100.0, 0.0, "ab");
+        row(&mut g, 1, 80.0, 0.0, "cd");
+        let owner = align("ab cd", &g);
+        assert_eq!(lines("ab cd", &owner, &g).len(), 2);
     }
 }

@@ -85,15 +85,16 @@ fn extract_unguarded(bytes: Vec<u8>) -> Result<Vec<ExtractedPage>, PdfError> {
     let mut failed = 0;
     for i in 0..count {
         match doc.extract_text(i) {
-            Ok(text) => {
-                let lines = catch_unwind(AssertUnwindSafe(|| layout::page_layout(&doc, i, &text)))
-                    .unwrap_or_else(|_| {
-                        warn!(
-                            page = i + 1,
-                            "the page layout crashed; its text has no boxes"
-                        );
-                        Vec::new()
-                    });
+            Ok(mut text) => {
+                let lines =
+                    catch_unwind(AssertUnwindSafe(|| layout::page_layout(&doc, i, &mut text)))
+                        .unwrap_or_else(|_| {
+                            warn!(
+                                page = i + 1,
+                                "the page layout crashed; its text has no boxes"
+                            );
+                            Vec::new()
+                        });
                 pages.push(ExtractedPage { text, lines });
             }
             Err(e) => {
