@@ -1019,22 +1019,25 @@ mod tests {
         // pdf_oxide's text of a Hebrew line with a word, a version and a year inside, all
         // reversed with the line; its glyphs come from one flipped span, in text order.
         let mut text = String::from("גרסה oiloF 3.2 6202 חדשה");
-        let glyph = |c: char, flipped: bool| Glyph {
-            c,
-            rect: Rect {
+        // One glyph a non-space char, in text order (the boxes do not matter here).
+        let glyphs_of = |text: &str, flipped: bool| -> Vec<Glyph> {
+            let rect = Rect {
                 x0: 0.0,
                 y0: 0.0,
                 x1: 5.0,
                 y1: 10.0,
-            },
-            span: 0,
-            flipped,
+            };
+            text.chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| Glyph {
+                    c,
+                    rect,
+                    span: 0,
+                    flipped,
+                })
+                .collect()
         };
-        let glyphs: Vec<Glyph> = text
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .map(|c| glyph(c, true))
-            .collect();
+        let glyphs = glyphs_of(&text, true);
         let mut owner = align(&text, &glyphs);
         let before = owner.clone();
         unreverse_ltr_runs(&mut text, &mut owner, &glyphs);
@@ -1049,11 +1052,7 @@ mod tests {
         assert_ne!(owner, before);
         // Glyphs laid out left to right (not flipped): the text is left alone.
         let mut text = String::from("abc דה fed");
-        let glyphs: Vec<Glyph> = text
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .map(|c| glyph(c, false))
-            .collect();
+        let glyphs = glyphs_of(&text, false);
         let mut owner = align(&text, &glyphs);
         unreverse_ltr_runs(&mut text, &mut owner, &glyphs);
         assert_eq!(text, "abc דה fed");
