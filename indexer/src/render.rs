@@ -223,13 +223,12 @@ impl PageRenderer {
         mut take: impl FnMut(usize, Result<RgbImage, RenderError>) -> bool,
     ) {
         let end = range.end.min(self.pages);
+        // Every page from `from` on fails with `e` (until `take` says stop).
+        let fail_rest = |from: usize, e: RenderError, take: &mut dyn FnMut(_, _) -> bool| {
+            let _ = (from..end).all(|index| take(index, Err(e.clone())));
+        };
         if let Err(e) = check_settings(settings) {
-            for index in range.start..end {
-                if !take(index, Err(e.clone())) {
-                    return;
-                }
-            }
-            return;
+            return fail_rest(range.start, e, &mut take);
         }
         let mut next = range.start;
         while next < end {
@@ -241,14 +240,7 @@ impl PageRenderer {
                 // A panic may have poisoned the parser's locks: start again from the bytes.
                 match guarded(None, || open_pdf(self.pdf.data().clone())) {
                     Ok(Ok((pdf, _))) => self.pdf = pdf,
-                    Ok(Err(e)) | Err(e) => {
-                        for index in next..end {
-                            if !take(index, Err(e.clone())) {
-                                return;
-                            }
-                        }
-                        return;
-                    }
+                    Ok(Err(e)) | Err(e) => return fail_rest(next, e, &mut take),
                 }
             }
         }
