@@ -68,19 +68,15 @@ pub fn extract_isolated(iso: &Isolation, path: &Path) -> Result<Vec<ExtractedPag
     .map_err(|e| format!("cannot start the extraction worker: {e}"))?;
     // Read the answer while waiting, so that a long one never blocks the worker on a full pipe.
     let stdout = worker.child.stdout.take().map(drain);
-    let deadline = Instant::now() + iso.time_limit;
-    let status = loop {
-        match worker.child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "text extraction took longer than the per-file limit of {} s",
-                    iso.time_limit.as_secs_f64()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("lost the extraction worker: {e}")),
+    let status = match worker.wait_for(iso.time_limit) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            return Err(format!(
+                "text extraction took longer than the per-file limit of {} s",
+                iso.time_limit.as_secs_f64()
+            ));
         }
+        Err(e) => return Err(format!("lost the extraction worker: {e}")),
     };
     let stdout = stdout.and_then(|t| t.join().ok()).unwrap_or_default();
     let stderr = worker.stderr();
@@ -176,11 +172,19 @@ pub fn render_isolated(
                     );
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    // The worker is gone before the last page: page `next` killed it.
-                    let status = worker.child.wait();
-                    let stderr = worker.stderr();
+                    // The stream ended before the last page: page `next` killed the worker
+                    // (or it sent a frame that does not parse; it gets what is left of the
+                    // time to exit before it is killed).
+                    let waiting = Instant::now();
+                    let status = worker.wait_for(budget);
+                    budget = budget.saturating_sub(waiting.elapsed());
                     let reason = match status {
-                        Ok(status) => failure_reason("page rendering", iso, status, &stderr, path),
+                        Ok(Some(status)) => {
+                            failure_reason("page rendering", iso, status, &worker.stderr(), path)
+                        }
+                        Ok(None) => "the rendering worker's page stream broke off and it did \
+                                     not exit within the per-file limit"
+                            .into(),
                         Err(e) => format!("lost the rendering worker: {e}"),
                     };
                     if page_count.is_none() {
@@ -234,6 +238,19 @@ impl Worker {
             });
         }
         rx
+    }
+
+    /// Waits up to `limit` for the worker to exit: its status, or `None` if it is still
+    /// running (it is then killed when dropped).
+    fn wait_for(&mut self, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait()? {
+                Some(status) => return Ok(Some(status)),
+                None if Instant::now() >= deadline => return Ok(None),
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
     }
 
     /// What the worker wrote on stderr (after it ended).
@@ -632,6 +649,16 @@ mod tests {
                 0,
                 "page rendering took longer than the per-file limit of 0.3 s".into()
             ))
+        );
+        // A worker that sends a frame that does not parse, then hangs: no wait past the limit.
+        let script = format!("{}; printf Z; sleep 20", printf(&[Frame::Count(2)]));
+        let started = Instant::now();
+        let (run, seen) = render(&fake(&script, Duration::from_millis(300)), 2, |_| {});
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(run.page_count, Some(2));
+        assert!(
+            matches!(&seen[..], [(0, Err(why))] if why.contains("broke off")),
+            "{seen:?}"
         );
         // Pages that come quickly, taken slowly: the taking is not the renderer's time.
         let pages: Vec<Frame> = std::iter::once(Frame::Count(3))
