@@ -6,6 +6,10 @@
 //! a byte offset inside a multi-byte character while looking for an `obj` keyword after a
 //! damaged xref, and panics. The fault is in the dependency; until a release fixes it the
 //! extractor's panic net turns it into "PDF parser crashed: ..." for that file alone.
+//!
+//! `pdf-oxide-cmap-char-boundary.pdf`: the same kind of fault in pdf_oxide's ToUnicode CMap
+//! parser (`fonts/cmap.rs`): a destination hex string with a non-ASCII byte is sliced four
+//! bytes at a time, inside a multi-byte character.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
