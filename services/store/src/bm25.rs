@@ -143,7 +143,11 @@ impl Bm25Options {
 
 fn schema(analyzer: Bm25Analyzer) -> Schema {
     let mut b = Schema::builder();
-    b.add_u64_field(PASSAGE_ID, NumericOptions::default().set_stored());
+    // Fast: a hit's passage id is read from its column, not from the compressed doc store.
+    b.add_u64_field(
+        PASSAGE_ID,
+        NumericOptions::default().set_stored().set_fast(),
+    );
     b.add_text_field(
         TEXT,
         TextOptions::default().set_indexing_options(
@@ -274,16 +278,44 @@ impl Bm25Index {
                 Bm25Collector::new(&searcher, self.text_field, terms, k, &self.options)?;
             searcher.search(&query, &collector).map_err(err)?
         };
+        self.passage_ids(&searcher, top)
+    }
+
+    /// The passage id of each hit: from the id column, or from the stored documents in an
+    /// index built before the column existed.
+    fn passage_ids(
+        &self,
+        searcher: &tantivy::Searcher,
+        top: Vec<(Score, DocAddress)>,
+    ) -> Result<Vec<(u64, f32)>, StoreError> {
+        let missing = |address: DocAddress| {
+            StoreError::Bm25(format!("document {address:?} has no passage id"))
+        };
+        let fast = self.index.schema().get_field_entry(self.id_field).is_fast();
+        let mut columns: Vec<Option<tantivy::columnar::Column<u64>>> =
+            vec![None; searcher.segment_readers().len()];
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address).map_err(err)?;
-            let id = doc
-                .get_first(self.id_field)
-                .and_then(|v| v.as_u64())
-                .ok_or_else(|| {
-                    StoreError::Bm25(format!("document {address:?} has no passage id"))
-                })?;
-            out.push((id, score));
+            let id = if fast {
+                let slot = columns
+                    .get_mut(address.segment_ord as usize)
+                    .ok_or_else(|| missing(address))?;
+                let column = match slot {
+                    Some(column) => column,
+                    None => slot.insert(
+                        searcher
+                            .segment_reader(address.segment_ord)
+                            .fast_fields()
+                            .u64(PASSAGE_ID)
+                            .map_err(err)?,
+                    ),
+                };
+                column.first(address.doc_id)
+            } else {
+                let doc: TantivyDocument = searcher.doc(address).map_err(err)?;
+                doc.get_first(self.id_field).and_then(|v| v.as_u64())
+            };
+            out.push((id.ok_or_else(|| missing(address))?, score));
         }
         Ok(out)
     }
@@ -683,6 +715,55 @@ mod tests {
                 assert_eq!(ids(&tantivy), ids(&ours), "{query}");
             }
         }
+        Ok(())
+    }
+
+    /// Hits carry the passage ids given at build time, read from the id column; an index
+    /// built before that column existed (ids stored only) answers the same.
+    #[test]
+    fn ids_come_from_the_column_or_from_an_older_index_store() -> Result<(), StoreError> {
+        let texts = ["red fox", "blue fox", "red hen", "fox fox fox", "green"];
+        let ids = |i: usize| 1000 + 7 * i as u64;
+        let options = Bm25Options::default();
+        let tmp = tempfile::tempdir().map_err(crate::io_err(Path::new("tmp")))?;
+        let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
+        Bm25Index::build(
+            &new,
+            texts.iter().enumerate().map(|(i, t)| (ids(i), *t)),
+            &options,
+        )?;
+        // The schema of indexes built before the id column.
+        let mut b = Schema::builder();
+        let id_field = b.add_u64_field(PASSAGE_ID, NumericOptions::default().set_stored());
+        let text_field = b.add_text_field(
+            TEXT,
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(options.analyzer.tokenizer())
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            ),
+        );
+        std::fs::create_dir_all(&old).map_err(crate::io_err(&old))?;
+        let index = Index::create_in_dir(&old, b.build()).map_err(err)?;
+        let mut writer: IndexWriter = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(err)?;
+        for (i, text) in texts.iter().enumerate() {
+            let mut doc = TantivyDocument::default();
+            doc.add_u64(id_field, ids(i));
+            doc.add_text(text_field, *text);
+            writer.add_document(doc).map_err(err)?;
+        }
+        writer.commit().map_err(err)?;
+        let (new, old) = (
+            Bm25Index::open(&new, &options)?,
+            Bm25Index::open(&old, &options)?,
+        );
+        let fox = new.search("fox", 10)?;
+        let found: Vec<u64> = fox.iter().map(|h| h.0).collect();
+        assert_eq!(found, [ids(3), ids(0), ids(1)]);
+        assert_eq!(old.search("fox", 10)?, fox);
+        assert_eq!(new.search("red", 10)?, old.search("red", 10)?);
         Ok(())
     }
 }
