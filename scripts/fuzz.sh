@@ -8,7 +8,9 @@
 # dictionary, a 10 s per-input time limit and a 2 GiB memory limit, in libFuzzer's fork mode
 # (JOBS processes) so that it goes on past a crash. Crashes land in
 # indexer/fuzz/artifacts/page_text; copy each into indexer/tests/fuzz-regressions/ (the test
-# indexer/tests/fuzz_regressions.rs replays them), named after its cause.
+# indexer/tests/fuzz_regressions.rs replays them), named after its cause. A crash in a
+# dependency that cannot be fixed here also goes into the target's KNOWN table (file and line
+# of the panic), so that later runs let it unwind into the extractor's net and look further.
 # Needs: rustup's nightly toolchain and `cargo install cargo-fuzz`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
