@@ -21,24 +21,18 @@ impl Run<'_> {
         short: &str,
     ) -> Result<(PageEmbeddings, Option<String>), String> {
         let mut out = PageEmbeddings::default();
-        let mut failed: Vec<String> = Vec::new();
+        // Pages without an image: how many, and the reason (one entry may name a range).
+        let mut failed: Vec<(usize, String)> = Vec::new();
         match pictures {
             Pictures::Pdf(pdf) => {
                 self.rendered_pages(doc_id, pdf, n_pages, short, &mut out, &mut failed)?;
             }
             Pictures::Image(bytes) => match render::decode_image(bytes) {
                 Ok(img) => self.take_pictures(doc_id, vec![(1, img)], &mut out, &mut failed)?,
-                Err(e) => failed.push(format!("page 1: {e}")),
+                Err(e) => failed.push((1, format!("page 1: {e}"))),
             },
         }
-        let warning = match failed.as_slice() {
-            [] => None,
-            [only] => Some(format!("1 page has no page image: {only}")),
-            [first, ..] => Some(format!(
-                "{} pages have no page image; first: {first}",
-                failed.len()
-            )),
-        };
+        let warning = no_image_warning(&failed);
         Ok((out, warning))
     }
 
@@ -51,7 +45,7 @@ impl Run<'_> {
         n_pages: u32,
         short: &str,
         out: &mut PageEmbeddings,
-        failed: &mut Vec<String>,
+        failed: &mut Vec<(usize, String)>,
     ) -> Result<(), String> {
         let settings = self.settings.render;
         let isolation = self.settings.isolation.clone();
@@ -59,7 +53,7 @@ impl Run<'_> {
         let mut chunk = Vec::with_capacity(PAGE_CHUNK);
         let mut flush = |run: &mut Self,
                          chunk: &mut Vec<(u32, image::RgbImage)>,
-                         failed: &mut Vec<String>,
+                         failed: &mut Vec<(usize, String)>,
                          done: usize| {
             run.take_pictures(doc_id, std::mem::take(chunk), out, failed)?;
             let rate = run.report.page_images as f64 / run.report.page_image_seconds.max(1e-9);
@@ -72,7 +66,7 @@ impl Run<'_> {
             let page = index as u32 + 1;
             match result {
                 Ok(img) => chunk.push((page, img)),
-                Err(e) => failed.push(format!("page {page}: {e}")),
+                Err(e) => failed.push((1, format!("page {page}: {e}"))),
             }
             if chunk.len() == PAGE_CHUNK {
                 flush(self, &mut chunk, failed, index + 1)?;
@@ -86,9 +80,12 @@ impl Run<'_> {
         flush(self, &mut chunk, failed, wanted)?;
         let end = match run.page_count {
             Some(count) if count < wanted => {
-                failed.push(format!(
-                    "pages {}-{wanted}: the renderer finds only {count} pages",
-                    count + 1
+                failed.push((
+                    wanted - count,
+                    format!(
+                        "pages {}-{wanted}: the renderer finds only {count} pages",
+                        count + 1
+                    ),
                 ));
                 count
             }
@@ -97,11 +94,14 @@ impl Run<'_> {
         if let Some((first, reason)) = run.stopped
             && first < end
         {
-            failed.push(if first + 1 == end {
-                format!("page {end}: {reason}")
-            } else {
-                format!("pages {}-{end}: {reason}", first + 1)
-            });
+            failed.push((
+                end - first,
+                if first + 1 == end {
+                    format!("page {end}: {reason}")
+                } else {
+                    format!("pages {}-{end}: {reason}", first + 1)
+                },
+            ));
         }
         Ok(())
     }
@@ -112,7 +112,7 @@ impl Run<'_> {
         doc_id: &DocId,
         pages: Vec<(u32, image::RgbImage)>,
         out: &mut PageEmbeddings,
-        failed: &mut Vec<String>,
+        failed: &mut Vec<(usize, String)>,
     ) -> Result<(), String> {
         let started = Instant::now();
         let taken = pages.len() as u64;
@@ -123,7 +123,7 @@ impl Run<'_> {
                     page: *page,
                 };
                 if let Err(e) = self.store_page_image(&key, img) {
-                    failed.push(format!("page {page}: not stored: {e}"));
+                    failed.push((1, format!("page {page}: not stored: {e}")));
                 }
             }
         }
@@ -227,4 +227,40 @@ fn embed_images(model: &dyn PageEmbedder, images: &[PageImage]) -> Result<Vec<Em
         ));
     }
     Ok(embeddings)
+}
+
+/// The file's warning for pages left without an image: `failed` holds, per reason, how many
+/// pages it covers (a range counts every page in it) and the reason.
+fn no_image_warning(failed: &[(usize, String)]) -> Option<String> {
+    let pages: usize = failed.iter().map(|(n, _)| n).sum();
+    match failed {
+        [] => None,
+        [(1, only)] => Some(format!("1 page has no page image: {only}")),
+        [(_, only)] => Some(format!("{pages} pages have no page image: {only}")),
+        [(_, first), ..] => Some(format!("{pages} pages have no page image; first: {first}")),
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::no_image_warning;
+
+    #[test]
+    fn the_warning_counts_every_page_of_a_range() {
+        assert_eq!(no_image_warning(&[]), None);
+        let one = (1, "page 2: cannot be decoded".to_string());
+        let range = (773, "pages 9228-10000: over the time limit".to_string());
+        assert_eq!(
+            no_image_warning(std::slice::from_ref(&one)).as_deref(),
+            Some("1 page has no page image: page 2: cannot be decoded")
+        );
+        assert_eq!(
+            no_image_warning(std::slice::from_ref(&range)).as_deref(),
+            Some("773 pages have no page image: pages 9228-10000: over the time limit")
+        );
+        assert_eq!(
+            no_image_warning(&[one, range]).as_deref(),
+            Some("774 pages have no page image; first: page 2: cannot be decoded")
+        );
+    }
 }
