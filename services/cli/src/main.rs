@@ -554,6 +554,10 @@ struct ServeArgs {
     /// Requests in flight beyond which the server answers 429 (retry-after).
     #[arg(long, env = "FOLIO_MAX_CONCURRENT", default_value_t = 256)]
     max_concurrent: usize,
+    /// Searches run at once, the others queuing in order of arrival; 0: no limit. Default:
+    /// twice the CPUs on an embedded index, no limit on a database or shards.
+    #[arg(long, env = "FOLIO_SEARCH_THREADS")]
+    search_threads: Option<usize>,
     /// Text queries whose embeddings are kept for reuse (a repeated query skips the model);
     /// 0 turns the cache off.
     #[arg(long, env = "FOLIO_QUERY_CACHE", default_value_t = 10_000)]
@@ -1262,6 +1266,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_upload_bytes: args.max_upload_mb.saturating_mul(1024 * 1024),
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
         max_concurrent: args.max_concurrent.max(1),
+        search_threads: args.search_threads,
         cors_origins: args.cors_origin,
         ingest_root: args.ingest_root,
         // A database is written through this server only when it has a data directory.

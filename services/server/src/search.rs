@@ -78,6 +78,18 @@ pub(crate) async fn search(
     request: Request,
 ) -> Result<Response, ApiError> {
     let request = read_request(request).await?;
+    // Tokio's semaphore queues waiters in order: with a turn limit, searches run first come
+    // first served instead of all sharing the cores at once.
+    let _turn = match &state.search_turns {
+        Some(turns) => Some(
+            turns
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| ApiError::Internal(format!("search turns: {e}")))?,
+        ),
+        None => None,
+    };
     let pipeline = state.index.pipeline();
     let (response, with_images) = blocking("search", move || {
         let response = pipeline.search(&request)?;

@@ -26,6 +26,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Requests in flight on `/v1/*` beyond which the answer is 429.
     pub max_concurrent: usize,
+    /// Searches run at once; the others wait their turn, first come first served. `None`:
+    /// twice the CPUs on an embedded index (its searches are CPU work), no limit on a
+    /// database or shards (theirs mostly wait on the network); `Some(0)`: no limit.
+    pub search_threads: Option<usize>,
     /// Origins allowed by CORS: none (no CORS headers), or `*` for any.
     pub cors_origins: Vec<String>,
     /// Server-side folders that `POST /v1/documents` may index by path; `None` refuses
@@ -49,6 +53,7 @@ impl ServerConfig {
             max_upload_bytes: 512 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             max_concurrent: 256,
+            search_threads: None,
             cors_origins: Vec::new(),
             ingest_root: None,
             data_dir: index.join("service"),
@@ -162,6 +167,8 @@ pub struct AppState {
     pub(crate) ingest: Option<Arc<Ingest>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Turns to run a search, when `search_threads` limits them.
+    pub(crate) search_turns: Option<Arc<Semaphore>>,
     /// Held by whoever writes the index from this server (an ingestion task, a delete).
     pub(crate) writer: Arc<tokio::sync::Mutex<()>>,
     /// Set when shutdown begins: `/readyz` answers 503 so balancers drain the server.
