@@ -423,7 +423,9 @@ impl Pipeline {
         collection: Arc<dyn Collection>,
         embedder: Option<Arc<dyn Embedder>>,
     ) -> Result<Self, SearchError> {
-        let mut routes: Vec<Box<dyn Route>> = vec![Box::new(Bm25Route::new(collection.clone()))];
+        let per_page = routes::overfetch(collection.as_ref());
+        let mut routes: Vec<Box<dyn Route>> =
+            vec![Box::new(Bm25Route::new(collection.clone(), per_page))];
         if let Some(e) = &embedder {
             let built = collection.models().text;
             let given = e.info();
@@ -436,7 +438,7 @@ impl Pipeline {
                     given.dim
                 )));
             }
-            routes.push(Box::new(DenseRoute::new(collection.clone())));
+            routes.push(Box::new(DenseRoute::new(collection.clone(), per_page)));
         }
         Ok(Pipeline {
             collection,

@@ -15,8 +15,9 @@ const OVERFETCH: usize = 4;
 
 /// Passages to fetch per wanted page at first: the collection's passages per page, rounded
 /// up, from 1 to [`OVERFETCH`] ([`OVERFETCH`] when the collection cannot say). A collection
-/// of one passage a page (a BEIR corpus) is then searched `k` deep, not four times that.
-fn overfetch(collection: &dyn Collection) -> usize {
+/// of one passage a page (a BEIR corpus) is then searched `k` deep, not four times that. The
+/// text routes of a pipeline share one answer (a database or shards count over the network).
+pub(crate) fn overfetch(collection: &dyn Collection) -> usize {
     match collection.stats() {
         Ok(s) if s.pages > 0 => s.passages.div_ceil(s.pages).clamp(1, OVERFETCH),
         _ => OVERFETCH,
@@ -81,9 +82,9 @@ impl Bm25Route {
     /// Route name.
     pub const NAME: &'static str = "bm25";
 
-    /// A BM25 route over `collection`.
-    pub fn new(collection: Arc<dyn Collection>) -> Self {
-        let per_page = overfetch(collection.as_ref());
+    /// A BM25 route over `collection`, fetching `per_page` passages per wanted page at first
+    /// (the collection's passages per page).
+    pub fn new(collection: Arc<dyn Collection>, per_page: usize) -> Self {
         Bm25Route {
             collection,
             per_page,
@@ -116,9 +117,9 @@ impl DenseRoute {
     /// Route name.
     pub const NAME: &'static str = "dense";
 
-    /// A dense passage route over `collection`.
-    pub fn new(collection: Arc<dyn Collection>) -> Self {
-        let per_page = overfetch(collection.as_ref());
+    /// A dense passage route over `collection`, fetching `per_page` passages per wanted page
+    /// at first (the collection's passages per page).
+    pub fn new(collection: Arc<dyn Collection>, per_page: usize) -> Self {
         DenseRoute {
             collection,
             per_page,
