@@ -218,12 +218,7 @@ pub fn ann(args: AnnBenchArgs) -> Result<()> {
         );
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
     }
-    if args.run.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    super::print_report(&report, args.run.json, print_table)
 }
 
 /// Reads a raw little-endian f32 file of `dim`-wide rows and L2-normalises every row.

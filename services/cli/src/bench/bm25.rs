@@ -158,12 +158,7 @@ pub fn bm25(args: Bm25BenchArgs) -> Result<()> {
         overlap_at_k,
         systems,
     };
-    if args.run.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    super::print_report(&report, args.run.json, print_table)
 }
 
 /// Builds Folio's index in `tmp/folio` and times its queries; returns the figures and the

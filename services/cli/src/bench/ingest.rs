@@ -155,12 +155,7 @@ pub fn ingest(args: IngestBenchArgs) -> Result<()> {
         systems,
         runs,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    super::print_report(&report, args.json, print_table)
 }
 
 /// Extracts the text with layout, then renders every page, each timed.

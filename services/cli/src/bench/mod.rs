@@ -33,6 +33,16 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// Prints a benchmark's report: as pretty JSON with `json`, else with `table`.
+pub fn print_report<R: Serialize>(report: &R, json: bool, table: fn(&R)) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        table(report);
+    }
+    Ok(())
+}
+
 /// Latency statistics in milliseconds.
 #[derive(Serialize)]
 pub struct Stats {

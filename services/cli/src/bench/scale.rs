@@ -348,12 +348,7 @@ pub fn scale(args: ScaleBenchArgs) -> Result<()> {
         date: today(),
         runs,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    super::print_report(&report, args.json, print_table)
 }
 
 /// The backends to run: as given, else embedded and (with --pg) postgres.
