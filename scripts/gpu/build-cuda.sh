@@ -14,7 +14,11 @@
 #   CUDA_TARGET_DIR   cargo target dir (default /work/target-cuda; kept apart from the
 #                     normal target dir so CPU and CUDA builds do not thrash each other)
 #   CUDA_COMPUTE_CAP  GPU arch to compile kernels for (default 90 = H100 -> sm_90a)
-#   FEATURES          cargo features to enable (default: cuda)
+#   FEATURES          cargo features to enable (default: cuda; "cuda flash-attn" adds
+#                     the flash-attention kernels, see step 3b)
+#   CUTLASS_GIT       where to clone CUTLASS from for flash-attn (default: GitHub)
+#   FLASH_ATTN_BUILD_DIR  where the compiled flash-attention kernels are cached
+#                     (default .cuda/flash-attn-build)
 #   GPU_OUT           where executables are copied (default <repo>/.gpu)
 #
 # What candle 0.11.1 + cuda needs at BUILD time, and how each need is met here:
@@ -146,6 +150,37 @@ if [[ ! -f "$STUB_DIR/libcuda.so" ]] || ! cmp -s "$STUB_DIR/libcuda.syms.new" "$
   mv "$STUB_DIR/libcuda.syms.new" "$STUB_DIR/libcuda.syms"
 else
   rm -f "$STUB_DIR/libcuda.syms.new"
+fi
+
+# ---- 3b. CUTLASS for the flash-attn feature ------------------------------------
+# candle-flash-attn's build.rs asks cudaforge for CUTLASS at one pinned commit, and
+# cudaforge git-clones it from GitHub into $CUDAFORGE_HOME/git/checkouts/
+# cutlass-<first 16 hex of the commit>, unless a checkout at that commit is already
+# there. Where GitHub cannot be reached, CUTLASS_GIT names a local clone (any clone
+# holding the commit) and we seed that cache from it. The 53 kernels take long to
+# compile, so they are kept in a build dir of their own that survives `cargo clean`,
+# and nvcc runs one job per core (cudaforge uses half the cores otherwise).
+if [[ ",${FEATURES// /,}," == *",flash-attn,"* ]]; then
+  FLASH_BUILD_RS="$(cargo metadata --format-version 1 --all-features "${META_ARGS[@]}" |
+    python3 -c 'import json,sys,os
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "candle-flash-attn":
+        print(os.path.join(os.path.dirname(p["manifest_path"]), "build.rs"))')"
+  CUTLASS_COMMIT="$(sed -n 's/^const CUTLASS_COMMIT: &str = "\([0-9a-f]*\)";/\1/p' "$FLASH_BUILD_RS")"
+  [[ -n "$CUTLASS_COMMIT" ]] || { log "no CUTLASS_COMMIT in $FLASH_BUILD_RS"; exit 1; }
+  export CUDAFORGE_HOME="$CUDA_DIR/cudaforge"
+  CUTLASS_DEST="$CUDAFORGE_HOME/git/checkouts/cutlass-${CUTLASS_COMMIT:0:16}"
+  if [[ "$(git -C "$CUTLASS_DEST" rev-parse HEAD 2>/dev/null)" != "$CUTLASS_COMMIT" ]]; then
+    CUTLASS_GIT="${CUTLASS_GIT:-https://github.com/NVIDIA/cutlass.git}"
+    log "checking out CUTLASS $CUTLASS_COMMIT from $CUTLASS_GIT"
+    rm -rf "$CUTLASS_DEST"
+    mkdir -p "$(dirname "$CUTLASS_DEST")"
+    git clone --quiet --no-checkout "$CUTLASS_GIT" "$CUTLASS_DEST"
+    git -C "$CUTLASS_DEST" checkout --quiet "$CUTLASS_COMMIT"
+  fi
+  export CANDLE_FLASH_ATTN_BUILD_DIR="${FLASH_ATTN_BUILD_DIR:-$CUDA_DIR/flash-attn-build}"
+  mkdir -p "$CANDLE_FLASH_ATTN_BUILD_DIR"
+  export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
 fi
 
 # ---- 4. build ------------------------------------------------------------------

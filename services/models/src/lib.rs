@@ -11,9 +11,12 @@
 //!   GGUF metadata) and its chat template ([`chat`]), with scoring and greedy decoding.
 //! - [`qwen2_vl`]: Qwen2-VL (vision transformer, Qwen2 decoder with multimodal RoPE, image
 //!   processor) and the GME and ColQwen2 embedding heads on it.
+//! - `flash` (private): flash-attention kernels for both, on CUDA in bf16/f16 with the
+//!   `flash-attn` feature; every other device and dtype keeps the plain attention.
 
 pub mod bert;
 pub mod chat;
+mod flash;
 pub mod llama;
 pub mod llama_grad;
 pub mod llm;

@@ -25,6 +25,7 @@ use candle_nn::{RmsNorm, VarBuilder};
 use serde::Deserialize;
 
 use crate::ModelError;
+use crate::flash::CausalRows;
 
 /// Llama 3's rotary-frequency scaling (`rope_scaling` with `rope_type: "llama3"`).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -415,16 +416,16 @@ impl Llama {
     /// Final-norm hidden states of the last token of each prompt, `(batch, hidden)`, f32.
     /// Prompts are left-padded into one batch; each gets the result it would get alone.
     pub fn last_hidden(&self, prompts: &[&[u32]]) -> CResult<Tensor> {
-        let (ids, positions, mask) = self.left_padded(prompts)?;
-        let hidden = self.forward(&ids, &positions, Some(&mask), None)?;
+        let (ids, positions, lens) = self.left_padded(prompts)?;
+        let hidden = self.forward(&ids, &positions, Visibility::LeftPadded(&lens), None)?;
         let t = hidden.dim(1)?;
         hidden.narrow(1, t - 1, 1)?.squeeze(1)?.to_dtype(DType::F32)
     }
 
     /// Final-norm hidden states of every token of one prompt, `(tokens, hidden)`, f32.
     pub fn hidden_states(&self, prompt: &[u32]) -> CResult<Tensor> {
-        let (ids, positions, mask) = self.left_padded(&[prompt])?;
-        self.forward(&ids, &positions, Some(&mask), None)?
+        let (ids, positions, lens) = self.left_padded(&[prompt])?;
+        self.forward(&ids, &positions, Visibility::LeftPadded(&lens), None)?
             .squeeze(0)?
             .to_dtype(DType::F32)
     }
@@ -465,13 +466,18 @@ impl Llama {
         } else {
             None
         };
-        let hidden = self.forward(&ids, &positions, mask.as_ref(), Some(cache))?;
+        let hidden = self.forward(
+            &ids,
+            &positions,
+            Visibility::Mask(mask.as_ref()),
+            Some(cache),
+        )?;
         let last = hidden.narrow(1, n - 1, 1)?.squeeze(1)?;
         self.logits(&last)?.squeeze(0)
     }
 
-    /// Token ids, position ids and additive attention mask for a left-padded batch.
-    pub(crate) fn left_padded(&self, prompts: &[&[u32]]) -> CResult<(Tensor, Tensor, Tensor)> {
+    /// Token ids and position ids `(b, t)` of a left-padded batch, and each row's length.
+    pub(crate) fn left_padded(&self, prompts: &[&[u32]]) -> CResult<(Tensor, Tensor, Vec<usize>)> {
         let b = prompts.len();
         let t = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         if b == 0 || t == 0 {
@@ -488,17 +494,17 @@ impl Llama {
         Ok((
             Tensor::from_vec(ids, (b, t), &self.device)?,
             Tensor::from_vec(positions, (b, t), &self.device)?,
-            left_padded_causal_mask(&lens, t, &self.device)?,
+            lens,
         ))
     }
 
-    /// The decoder: `ids` `(b, t)`, `positions` `(b, t)`, `mask` additive f32
-    /// `(b or 1, 1, t, t_total)`; returns final-norm hidden states `(b, t, hidden)`.
+    /// The decoder: `ids` `(b, t)`, `positions` `(b, t)`, what each token may see; returns
+    /// final-norm hidden states `(b, t, hidden)`.
     pub(crate) fn forward(
         &self,
         ids: &Tensor,
         positions: &Tensor,
-        mask: Option<&Tensor>,
+        visible: Visibility,
         cache: Option<&mut KvCache>,
     ) -> CResult<Tensor> {
         let (b, t) = ids.dims2()?;
@@ -508,7 +514,7 @@ impl Llama {
             self.decoder.config.hidden_size,
         ))?;
         let (cos, sin) = self.rotary(positions)?;
-        self.decoder.forward(x, &cos, &sin, mask, cache)
+        self.decoder.forward(x, &cos, &sin, visible, cache)
     }
 
     /// cos and sin of shape `(b, t, head_dim / 2)` in the model dtype, computed in f32.
@@ -594,24 +600,34 @@ impl Decoder {
     }
 
     /// Runs the blocks over input embeddings `x` `(b, t, hidden)` with rotary tables `cos`,
-    /// `sin` `(b, t, head_dim / 2)` and an additive f32 `mask` `(b or 1, 1, t, t_total)`;
-    /// returns final-norm hidden states `(b, t, hidden)`.
+    /// `sin` `(b, t, head_dim / 2)`; returns final-norm hidden states `(b, t, hidden)`.
     pub(crate) fn forward(
         &self,
         mut x: Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
+        visible: Visibility,
         mut cache: Option<&mut KvCache>,
     ) -> CResult<Tensor> {
         let t = x.dim(1)?;
-        let mask = mask.map(|m| m.to_dtype(self.dtype)).transpose()?;
-        let mask = mask.as_ref();
+        let (device, hd) = (x.device().clone(), self.config.head_dim);
+        let attend = match visible {
+            Visibility::LeftPadded(lens) if cache.is_none() => {
+                match CausalRows::left_padded(lens, t, &device, self.dtype, hd)? {
+                    Some(rows) => Attend::Rows(rows),
+                    None => Attend::Mask(Some(
+                        left_padded_causal_mask(lens, t, &device)?.to_dtype(self.dtype)?,
+                    )),
+                }
+            }
+            Visibility::LeftPadded(_) => candle_core::bail!("a left-padded batch has no cache"),
+            Visibility::Mask(m) => Attend::Mask(m.map(|m| m.to_dtype(self.dtype)).transpose()?),
+        };
         for (layer, block) in self.blocks.iter().enumerate() {
             let past = cache.as_ref().and_then(|c| c.layers.get(layer).cloned());
             let residual = x.clone();
             let h = block.attn_norm.forward(&x)?;
-            let (h, kv) = self.attention(block, &h, cos, sin, mask, past.as_ref())?;
+            let (h, kv) = self.attention(block, &h, cos, sin, &attend, past.as_ref())?;
             if let Some(c) = cache.as_deref_mut() {
                 match c.layers.get_mut(layer) {
                     Some(slot) => *slot = kv,
@@ -638,7 +654,7 @@ impl Decoder {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
+        attend: &Attend,
         past: Option<&(Tensor, Tensor)>,
     ) -> CResult<(Tensor, (Tensor, Tensor))> {
         let c = &self.config;
@@ -662,11 +678,25 @@ impl Decoder {
             v = Tensor::cat(&[pv, &v], 2)?;
         }
         let kv = (k.clone(), v.clone());
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mask = match attend {
+            Attend::Rows(rows) => {
+                // The kernels take GQA heads as they are, rows `(b * t, heads, d)`.
+                let rows_of = |x: &Tensor| -> CResult<Tensor> {
+                    let (_, n, _, d) = x.dims4()?;
+                    x.transpose(1, 2)?.reshape((b * t, n, d))
+                };
+                let out = rows.attend(&rows_of(&q)?, &rows_of(&k)?, &rows_of(&v)?, scale)?;
+                let out = out.reshape((b, t, c.num_heads * c.head_dim))?;
+                return Ok((block.o.forward(&out)?, kv));
+            }
+            Attend::Mask(mask) => mask.as_ref(),
+        };
         let rep = c.num_heads / c.num_kv_heads;
         let k = repeat_kv(k, rep)?;
         let v = repeat_kv(v, rep)?;
         // Scaling q (t x d) is cheaper than scaling the scores (t x t).
-        let q = (q * (1.0 / (c.head_dim as f64).sqrt()))?;
+        let q = (q * scale)?;
         // Scores stay in the model dtype: candle's softmax accumulates in f32 for bf16, so
         // widening the (b, heads, t, t) tensor would only add memory traffic.
         let scores = q.matmul(&k.t()?)?;
@@ -681,6 +711,23 @@ impl Decoder {
             .reshape((b, t, c.num_heads * c.head_dim))?;
         Ok((block.o.forward(&out)?, kv))
     }
+}
+
+/// What each token of a decoder call may see.
+pub(crate) enum Visibility<'a> {
+    /// A left-padded batch (no cache) whose rows hold these many real tokens: each real
+    /// token sees its row's real tokens up to itself.
+    LeftPadded(&'a [usize]),
+    /// An additive f32 mask `(b or 1, 1, t, t_total)`; `None`: everything.
+    Mask(Option<&'a Tensor>),
+}
+
+/// [`Visibility`] as the attention layers use it, built once per call.
+enum Attend {
+    /// The fused kernels' sequences (CUDA, bf16/f16, `flash-attn` builds).
+    Rows(CausalRows),
+    /// An additive mask in the model dtype.
+    Mask(Option<Tensor>),
 }
 
 /// Projections `(b, t, n * head_dim)`, plus `bias` when given, as `n` heads

@@ -27,7 +27,9 @@ use candle_core::{D, DType, Module, Tensor, Var};
 use candle_nn::RmsNorm;
 
 use crate::ModelError;
-use crate::llama::{Block, Decoder, Llama, left_padded_causal_mask, repeat_kv, split_heads};
+use crate::llama::{
+    Block, Decoder, Llama, Visibility, left_padded_causal_mask, repeat_kv, split_heads,
+};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -242,8 +244,8 @@ impl Llama {
         }
         let sequences: Vec<Vec<u32>> = prompts.iter().map(|p| [p, target].concat()).collect();
         let refs: Vec<&[u32]> = sequences.iter().map(Vec::as_slice).collect();
-        let (ids, positions, mask) = self.left_padded(&refs)?;
-        let hidden = self.forward(&ids, &positions, Some(&mask), None)?;
+        let (ids, positions, lens) = self.left_padded(&refs)?;
+        let hidden = self.forward(&ids, &positions, Visibility::LeftPadded(&lens), None)?;
         let (b, t, h) = hidden.dims3()?;
         // Left padding puts every target in the last n positions, predicted by the n before.
         let rows = hidden.narrow(1, t - n - 1, n)?.reshape((b * n, h))?;

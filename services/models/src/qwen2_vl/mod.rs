@@ -25,7 +25,7 @@ use candle_nn::{Linear, VarBuilder};
 use serde_json::Value;
 
 use crate::ModelError;
-use crate::llama::{Decoder, left_padded_causal_mask};
+use crate::llama::{Decoder, Visibility};
 pub use config::{Qwen2VlConfig, VisionAct, VisionConfig};
 pub use image::{ImageError, ImageProcessor, ProcessedImage};
 use lora::Lora;
@@ -296,8 +296,8 @@ impl Qwen2Vl {
 
         let (cos, sin) = self.rotary(&positions, b, t)?;
         let lens: Vec<usize> = batch.iter().map(|s| s.ids.len()).collect();
-        let mask = left_padded_causal_mask(&lens, t, &self.device)?;
-        let hidden = self.decoder.forward(x, &cos, &sin, Some(&mask), None)?;
+        let visible = Visibility::LeftPadded(&lens);
+        let hidden = self.decoder.forward(x, &cos, &sin, visible, None)?;
         Ok(VlOutput { hidden, lens })
     }
 

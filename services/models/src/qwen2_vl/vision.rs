@@ -7,6 +7,7 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::{LayerNorm, Linear};
 
 use super::config::{VisionAct, VisionConfig};
+use crate::flash;
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -192,8 +193,15 @@ impl VisionTower {
         };
         let q = rope(qkv.get(0)?)?;
         let k = rope(qkv.get(1)?)?;
-        let v = qkv.get(2)?.contiguous()?;
-        let q = (q * (1.0 / (hd as f64).sqrt()))?;
+        let v = qkv.get(2)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let heads_last = |x: &Tensor| x.transpose(1, 2);
+        if let Some(out) = flash::full(&heads_last(&q)?, &heads_last(&k)?, &heads_last(&v)?, scale)?
+        {
+            return block.proj.forward(&out.reshape((b, p, e))?);
+        }
+        let v = v.contiguous()?;
+        let q = (q * scale)?;
         // candle's softmax accumulates in f32 whatever the dtype.
         let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, p, e))?;
