@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Result as CResult, Tensor};
 
 /// Whether the fused kernels can serve attention on `device` in `dtype` with heads
 /// `head_dim` wide.
-fn applies(device: &Device, dtype: DType, head_dim: usize) -> bool {
+pub(crate) fn applies(device: &Device, dtype: DType, head_dim: usize) -> bool {
     cfg!(feature = "flash-attn")
         && device.is_cuda()
         && matches!(dtype, DType::BF16 | DType::F16)

@@ -49,6 +49,7 @@ struct Report {
     model: String,
     device: String,
     dtype: String,
+    attention: &'static str,
     pages: usize,
     visual_tokens_per_page: usize,
     tokens_per_page: usize,
@@ -165,6 +166,7 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
         model: args.model.display().to_string(),
         device: args.device.clone(),
         dtype: format!("{dtype:?}"),
+        attention: model.attention(),
         pages: args.pages,
         visual_tokens_per_page: visual,
         tokens_per_page: tokens,
@@ -185,10 +187,11 @@ pub fn embed(args: EmbedBenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} on {} ({}): {} pages, {} visual / {} tokens each, batch {}",
+        "{} on {} ({}, {}): {} pages, {} visual / {} tokens each, batch {}",
         report.model,
         report.device,
         report.dtype,
+        report.attention,
         report.pages,
         report.visual_tokens_per_page,
         report.tokens_per_page,

@@ -25,6 +25,7 @@ use candle_nn::{Linear, VarBuilder};
 use serde_json::Value;
 
 use crate::ModelError;
+use crate::flash;
 use crate::llama::{Decoder, Visibility};
 pub use config::{Qwen2VlConfig, VisionAct, VisionConfig};
 pub use image::{ImageError, ImageProcessor, ProcessedImage};
@@ -189,6 +190,22 @@ impl Qwen2Vl {
     /// The device the model runs on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The attention that runs: `flash-attn` where the fused kernels serve the vision tower
+    /// and the decoder (a `flash-attn` build on CUDA in bf16/f16), `matmul-softmax` where
+    /// they serve neither, or which one they serve.
+    pub fn attention(&self) -> &'static str {
+        let fused = |head_dim| flash::applies(&self.device, self.decoder.dtype, head_dim);
+        match (
+            fused(self.config.vision.head_dim()),
+            fused(self.config.text.head_dim),
+        ) {
+            (true, true) => "flash-attn",
+            (false, false) => "matmul-softmax",
+            (true, false) => "flash-attn in the vision tower, matmul-softmax in the decoder",
+            (false, true) => "matmul-softmax in the vision tower, flash-attn in the decoder",
+        }
     }
 
     /// Width of the ColQwen2 projection, if the checkpoint has one.
