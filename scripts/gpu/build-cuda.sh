@@ -20,6 +20,8 @@
 #   FLASH_ATTN_BUILD_DIR  where the compiled flash-attention kernels are cached
 #                     (default .cuda/flash-attn-build)
 #   GPU_OUT           where executables are copied (default <repo>/.gpu)
+#   CARGO_SUBCOMMAND  default "build"; "test --no-run" builds test executables instead
+#                     (e.g. -p folio-models --lib: the unit tests, flash kernels' among them)
 #
 # What candle 0.11.1 + cuda needs at BUILD time, and how each need is met here:
 #   * cudarc 0.19.10 (features dynamic-linking + cuda-version-from-build-system):
@@ -78,6 +80,7 @@ CUDA_ROOT="$PIP_DIR/nvidia/cu13"
 export CARGO_TARGET_DIR="${CUDA_TARGET_DIR:-/work/target-cuda}"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 FEATURES="${FEATURES-cuda}"
+CARGO_SUBCOMMAND="${CARGO_SUBCOMMAND:-build}"
 GPU_OUT="${GPU_OUT:-$REPO_ROOT/.gpu}"
 
 log() { printf '[build-cuda] %s\n' "$*" >&2; }
@@ -186,10 +189,11 @@ fi
 # ---- 4. build ------------------------------------------------------------------
 FEATURE_ARGS=()
 if [[ -n "$FEATURES" ]]; then FEATURE_ARGS=(--features "$FEATURES"); fi
-log "cargo build --release ${FEATURE_ARGS[*]} ${CARGO_ARGS[*]} (CARGO_TARGET_DIR=$CARGO_TARGET_DIR, CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
+log "cargo $CARGO_SUBCOMMAND --release ${FEATURE_ARGS[*]} ${CARGO_ARGS[*]} (CARGO_TARGET_DIR=$CARGO_TARGET_DIR, CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP)"
 EXES_FILE="$(mktemp)"
 trap 'rm -f "$EXES_FILE"' EXIT
-cargo build --release "${FEATURE_ARGS[@]}" "${CARGO_ARGS[@]}" --message-format=json-render-diagnostics |
+# shellcheck disable=SC2086
+cargo $CARGO_SUBCOMMAND --release "${FEATURE_ARGS[@]}" "${CARGO_ARGS[@]}" --message-format=json-render-diagnostics |
   python3 -c 'import json,sys
 for line in sys.stdin:
     try: m = json.loads(line)
