@@ -620,7 +620,9 @@ impl Decoder {
                     )),
                 }
             }
-            Visibility::LeftPadded(_) => candle_core::bail!("a left-padded batch has no cache"),
+            Visibility::LeftPadded(_) => {
+                candle_core::bail!("a left-padded batch cannot continue a KV cache")
+            }
             Visibility::Mask(m) => Attend::Mask(m.map(|m| m.to_dtype(self.dtype)).transpose()?),
         };
         for (layer, block) in self.blocks.iter().enumerate() {
