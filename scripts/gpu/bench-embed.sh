@@ -19,7 +19,8 @@
 #      pages/s, tokens/s, the fraction of the measured bf16 matmul rate, the speed ratio
 #      and the embeddings' minimum cosine; once per binary (plain cuda, then flash-attn).
 # JSON reports and logs go to OUT_DIR (default $OUT when the device tool sets it, else
-# target/gpu-bench).
+# target/gpu-bench). Knobs: MODEL_DIR, PAGES, BATCH, PYTHON, DEVICE (default cuda), PEER
+# (the peer's python, default $PYTHON; empty: no peer).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT_DIR="${1:-${OUT:-target/gpu-bench}}"
@@ -27,13 +28,17 @@ MODEL_DIR="${MODEL_DIR:-/tmp/gme-qwen2-vl-2b-random}"
 PAGES="${PAGES:-32}"
 BATCH="${BATCH:-8}"
 PYTHON="${PYTHON:-python3}"
+DEVICE="${DEVICE:-cuda}"
+PEER="${PEER-$PYTHON}"
 mkdir -p "$OUT_DIR"
 log() { printf '[bench-embed] %s\n' "$*" >&2; }
 
 # cuBLAS 13 ships inside the torch venv's nvidia wheels on the GPU machine.
 CU13_LIB="$("$PYTHON" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null || true)"
 if [[ -d "$CU13_LIB" ]]; then export LD_LIBRARY_PATH="$CU13_LIB:${LD_LIBRARY_PATH:-}"; fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT_DIR/gpu.txt"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT_DIR/gpu.txt"
+fi
 
 shopt -s nullglob
 for tests in .gpu/flash/folio_models-*; do
@@ -44,7 +49,7 @@ done
 if [[ ! -f "$MODEL_DIR/config.json" ]]; then
   log "writing a random GME-Qwen2-VL-2B-shaped model to $MODEL_DIR"
   "$PYTHON" scripts/bench/random_qwen2vl.py --config scripts/bench/gme-qwen2-vl-2b.config.json \
-    --out "$MODEL_DIR" --device cuda
+    --out "$MODEL_DIR" --device "$DEVICE"
 fi
 
 ran=0
@@ -52,16 +57,19 @@ for bin in .gpu/folio .gpu/flash/folio; do
   [[ -x "$bin" ]] || continue
   name="$(basename "$(dirname "$bin")")"; [[ "$name" == .gpu ]] && name=cuda
   log "$bin bench embed ($name)"
-  "$bin" bench embed --model "$MODEL_DIR" --device cuda --pages "$PAGES" --batch-size "$BATCH" \
-    --peer "$PYTHON" --json > "$OUT_DIR/embed-$name.json" 2> "$OUT_DIR/embed-$name.log"
+  peer=(); [[ -n "$PEER" ]] && peer=(--peer "$PEER")
+  "$bin" bench embed --model "$MODEL_DIR" --device "$DEVICE" --pages "$PAGES" \
+    --batch-size "$BATCH" "${peer[@]}" --json > "$OUT_DIR/embed-$name.json" 2> "$OUT_DIR/embed-$name.log"
   "$PYTHON" - "$OUT_DIR/embed-$name.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 p = r.get("peer", {})
-print(f"{r['attention']:>15}: {r['pages_per_s']:.2f} pages/s, {r['tokens_per_s']:.0f} tokens/s, "
-      f"{100 * r['fraction_of_matmul_rate']:.1f}% of {r['matmul_tflops']:.0f} TFLOP/s; "
-      f"transformers {p.get('transformers', '?')} ({p.get('attention', '?')}): "
-      f"Folio {r.get('speedup_vs_peer', float('nan')):.2f}x, min cosine {r.get('min_cosine_vs_peer', float('nan')):.4f}")
+line = (f"{r['attention']}: {r['pages_per_s']:.2f} pages/s, {r['tokens_per_s']:.0f} tokens/s, "
+        f"{100 * r['fraction_of_matmul_rate']:.1f}% of {r['matmul_tflops']:.1f} TFLOP/s")
+if p:
+    line += (f"; transformers {p.get('transformers', '?')} ({p.get('attention', '?')}): "
+             f"Folio {r['speedup_vs_peer']:.2f}x its speed, min cosine {r['min_cosine_vs_peer']:.4f}")
+print(line)
 EOF
   ran=$((ran + 1))
 done
