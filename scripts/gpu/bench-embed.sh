@@ -65,7 +65,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 p = r.get("peer", {})
 line = (f"{r['attention']}: {r['pages_per_s']:.2f} pages/s, {r['tokens_per_s']:.0f} tokens/s, "
-        f"{100 * r['fraction_of_matmul_rate']:.1f}% of {r['matmul_tflops']:.1f} TFLOP/s")
+        f"{100 * r['fraction_of_matmul_rate']:.1f}% of {r['matmul_tflops']:.3g} TFLOP/s")
 if p:
     line += (f"; transformers {p.get('transformers', '?')} ({p.get('attention', '?')}): "
              f"Folio {r['speedup_vs_peer']:.2f}x its speed, min cosine {r['min_cosine_vs_peer']:.4f}")
