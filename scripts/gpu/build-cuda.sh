@@ -179,6 +179,8 @@ for p in json.load(sys.stdin)["packages"]:
     rm -rf "$CUTLASS_DEST"
     mkdir -p "$(dirname "$CUTLASS_DEST")"
     git clone --quiet --no-checkout "$CUTLASS_GIT" "$CUTLASS_DEST"
+    # Only the headers, as cudaforge checks out (a snapshot may lack large media files).
+    git -C "$CUTLASS_DEST" sparse-checkout set include tools/util/include
     git -C "$CUTLASS_DEST" checkout --quiet "$CUTLASS_COMMIT"
   fi
   export CANDLE_FLASH_ATTN_BUILD_DIR="${FLASH_ATTN_BUILD_DIR:-$CUDA_DIR/flash-attn-build}"
