@@ -131,11 +131,15 @@ for ((i = 0; i < ${#CARGO_ARGS[@]}; i++)); do
   esac
 done
 if [[ ${#META_ARGS[@]} -eq 0 ]]; then META_ARGS=(--manifest-path "$REPO_ROOT/Cargo.toml"); fi
-CUDARC_SYS="$(cargo metadata --format-version 1 --all-features "${META_ARGS[@]}" |
+METADATA="$(cargo metadata --format-version 1 --all-features "${META_ARGS[@]}")"
+# crate_file NAME PATH: PATH inside the sources of dependency NAME (empty if absent).
+crate_file() {
   python3 -c 'import json,sys,os
 for p in json.load(sys.stdin)["packages"]:
-    if p["name"] == "cudarc":
-        print(os.path.join(os.path.dirname(p["manifest_path"]), "src/driver/sys/mod.rs"))')"
+    if p["name"] == sys.argv[1]:
+        print(os.path.join(os.path.dirname(p["manifest_path"]), sys.argv[2]))' "$1" "$2" <<< "$METADATA"
+}
+CUDARC_SYS="$(crate_file cudarc src/driver/sys/mod.rs)"
 if [[ -z "$CUDARC_SYS" ]]; then
   log "cudarc is not in the dependency graph: is the cuda feature wired to candle?"; exit 1
 fi
@@ -164,11 +168,7 @@ fi
 # compile, so they are kept in a build dir of their own that survives `cargo clean`,
 # and nvcc runs one job per core (cudaforge uses half the cores otherwise).
 if [[ ",${FEATURES// /,}," == *",flash-attn,"* ]]; then
-  FLASH_BUILD_RS="$(cargo metadata --format-version 1 --all-features "${META_ARGS[@]}" |
-    python3 -c 'import json,sys,os
-for p in json.load(sys.stdin)["packages"]:
-    if p["name"] == "candle-flash-attn":
-        print(os.path.join(os.path.dirname(p["manifest_path"]), "build.rs"))')"
+  FLASH_BUILD_RS="$(crate_file candle-flash-attn build.rs)"
   CUTLASS_COMMIT="$(sed -n 's/^const CUTLASS_COMMIT: &str = "\([0-9a-f]*\)";/\1/p' "$FLASH_BUILD_RS")"
   [[ -n "$CUTLASS_COMMIT" ]] || { log "no CUTLASS_COMMIT in $FLASH_BUILD_RS"; exit 1; }
   export CUDAFORGE_HOME="$CUDA_DIR/cudaforge"
